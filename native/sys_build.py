@@ -1,0 +1,120 @@
+"""cffi (API mode) build of worker_launcher._sys: the raw mount, setns and loop-device calls.
+
+Run by the Makefile: python3 sys_build.py <output directory>. The public wrapper that raises
+OSError with context is worker_launcher/kernel.py.
+"""
+
+import sys
+
+import cffi
+
+CDEF = """
+#define MS_RDONLY ...
+#define MS_NOSUID ...
+#define MS_NODEV ...
+#define MS_NOEXEC ...
+#define MS_BIND ...
+#define MS_REC ...
+#define MS_PRIVATE ...
+#define MNT_DETACH ...
+#define UMOUNT_NOFOLLOW ...
+#define CLONE_NEWNS ...
+#define CLONE_NEWPID ...
+#define LO_FLAGS_READ_ONLY ...
+#define LO_FLAGS_AUTOCLEAR ...
+
+int mount(const char *source, const char *target, const char *fstype,
+          unsigned long flags, const void *data);
+int umount2(const char *target, int flags);
+int setns(int fd, int nstype);
+
+int wl_loop_get_free(int control_fd);
+int wl_loop_configure(int loop_fd, int backing_fd, uint32_t flags, const char *name);
+int wl_loop_set_fd(int loop_fd, int backing_fd);
+int wl_loop_set_status(int loop_fd, uint32_t flags, const char *name);
+int wl_loop_clear(int loop_fd);
+int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint32_t *flags);
+"""
+
+SOURCE = r"""
+#include <errno.h>
+#include <linux/loop.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+
+#ifndef LOOP_CONFIGURE
+#define LOOP_CONFIGURE 0x4C0A
+struct loop_config {
+    uint32_t fd;
+    uint32_t block_size;
+    struct loop_info64 info;
+    uint64_t __reserved[8];
+};
+#endif
+
+static void wl_fill_info(struct loop_info64 *info, uint32_t flags, const char *name)
+{
+    memset(info, 0, sizeof *info);
+    info->lo_flags = flags;
+    if (name)
+        strncpy((char *)info->lo_file_name, name, LO_NAME_SIZE - 1);
+}
+
+static int wl_loop_get_free(int control_fd)
+{
+    return ioctl(control_fd, LOOP_CTL_GET_FREE);
+}
+
+static int wl_loop_configure(int loop_fd, int backing_fd, uint32_t flags, const char *name)
+{
+    struct loop_config config;
+    memset(&config, 0, sizeof config);
+    config.fd = (uint32_t)backing_fd;
+    wl_fill_info(&config.info, flags, name);
+    return ioctl(loop_fd, LOOP_CONFIGURE, &config);
+}
+
+static int wl_loop_set_fd(int loop_fd, int backing_fd)
+{
+    return ioctl(loop_fd, LOOP_SET_FD, backing_fd);
+}
+
+static int wl_loop_set_status(int loop_fd, uint32_t flags, const char *name)
+{
+    struct loop_info64 info;
+    wl_fill_info(&info, flags, name);
+    return ioctl(loop_fd, LOOP_SET_STATUS64, &info);
+}
+
+static int wl_loop_clear(int loop_fd)
+{
+    return ioctl(loop_fd, LOOP_CLR_FD, 0);
+}
+
+static int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint32_t *flags)
+{
+    struct loop_info64 info;
+    if (ioctl(loop_fd, LOOP_GET_STATUS64, &info) != 0)
+        return -1;
+    *device = info.lo_device;
+    *inode = info.lo_inode;
+    *flags = info.lo_flags;
+    return 0;
+}
+"""
+
+
+def main(out_dir: str) -> None:
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source("worker_launcher._sys", SOURCE,
+                       extra_compile_args=["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
+                       extra_link_args=["-Wl,-z,relro,-z,now"])
+    builder.compile(tmpdir=out_dir, verbose=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,87 @@
+"""`--check-config`: every check of the install, one line each, exit 0 only if none fails."""
+
+from .errors import ExitCode, LauncherError
+
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+# Storm's --checksetup exits 22 for a bad binary, 24 for a bad config.
+EXIT_FOR_CHECK = {"code": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
+                  "binary": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS}
+
+
+class Result(tuple):
+    """(status, name, detail) of one check."""
+
+    __slots__ = ()
+
+    def __new__(cls, status: str, name: str, detail: str):
+        return tuple.__new__(cls, (status, name, detail))
+
+    status = property(lambda self: self[0])
+    name = property(lambda self: self[1])
+    detail = property(lambda self: self[2])
+
+
+def _code_checks() -> list:
+    from . import trust
+
+    problems = trust.code_problems()
+    if problems:
+        return [Result(FAIL, "code", problem) for problem in problems]
+    return [Result(OK, "code", "interpreter path and modules are root-owned, not group/world-writable")]
+
+
+def _config_checks() -> list:
+    import grp
+
+    from . import _build, config, policy, trust
+
+    results = []
+    try:
+        resolved, text = trust.read_root_file(_build.CONF_PATH, "config file",
+                                              config.MAX_CONFIG_BYTES, ExitCode.INVALID_CONFIG_FILE)
+        cfg = config.parse(text, resolved)
+    except LauncherError as err:
+        return [Result(FAIL, "config", err.message)]
+    results.append(Result(OK, "config", f"{resolved} is root-owned and parses"))
+    for key in cfg.unknown_keys:
+        results.append(Result(WARN, "config", f"unknown key {key} in {resolved} is ignored"))
+    try:
+        gid = grp.getgrnam(cfg.group).gr_gid
+        results.append(Result(OK, "group", f"launcher group {cfg.group} is gid {gid}"))
+        problem = trust.binary_problem(_build.BINARY_PATH, gid)
+        results.append(Result(FAIL, "binary", problem) if problem else
+                       Result(OK, "binary", f"{_build.BINARY_PATH} is root:{cfg.group}, "
+                                            "setuid and setgid, no access for others"))
+    except KeyError:
+        results.append(Result(FAIL, "group", f"launcher group {cfg.group} does not exist"))
+    try:
+        loaded = policy.load(cfg)
+    except LauncherError as err:
+        results.append(Result(FAIL, "policy", err.message))
+    else:
+        if loaded.configured:
+            results.append(Result(OK, "policy", f"{loaded.source} is root-owned and valid"))
+            for key in loaded.ignored_keys:
+                results.append(Result(WARN, "policy", f"key {key} in {loaded.source} is not used"))
+        else:
+            results.append(Result(WARN, "policy", "no worker.launcher.policy is set: only the "
+                                                  "built-in protected paths are refused"))
+    return results
+
+
+def collect() -> list:
+    return _code_checks() + _config_checks()
+
+
+def run(args: list) -> int:
+    if args:
+        raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
+                            f"--check-config takes no arguments, got {' '.join(args)}")
+    results = collect()
+    for result in results:
+        print(f"{result.status:4} {result.name:8} {result.detail}")
+    failures = [result for result in results if result.status == FAIL]
+    print(f"{'FAIL' if failures else 'ok':4} summary  {len(failures)} of {len(results)} checks failed")
+    if not failures:
+        return ExitCode.OK
+    return EXIT_FOR_CHECK.get(failures[0].name, ExitCode.INVALID_CONFIG_FILE)

@@ -1,0 +1,110 @@
+"""Public wrapper over the cffi shim: mount, umount2, setns and loop devices.
+
+Every call raises OSError with the errno and a message naming the operation and its
+arguments (in the manner of runc's mountError), so a failure is one useful line.
+"""
+
+import errno
+import os
+
+from ._sys import ffi, lib
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
+MS_BIND, MS_REC, MS_PRIVATE = lib.MS_BIND, lib.MS_REC, lib.MS_PRIVATE
+MNT_DETACH, UMOUNT_NOFOLLOW = lib.MNT_DETACH, lib.UMOUNT_NOFOLLOW
+CLONE_NEWNS, CLONE_NEWPID = lib.CLONE_NEWNS, lib.CLONE_NEWPID
+LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = lib.LO_FLAGS_READ_ONLY, lib.LO_FLAGS_AUTOCLEAR
+
+_FLAG_NAMES = ((MS_RDONLY, "ro"), (MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"),
+               (MS_NOEXEC, "noexec"), (MS_BIND, "bind"), (MS_REC, "rec"), (MS_PRIVATE, "private"))
+LOOP_ATTACH_ATTEMPTS = 16
+
+
+def _error(what: str) -> OSError:
+    code = ffi.errno
+    return OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _c(text):
+    return ffi.NULL if text is None else os.fsencode(text)
+
+
+def flag_names(flags: int) -> str:
+    names = [name for bit, name in _FLAG_NAMES if flags & bit]
+    rest = flags & ~sum(bit for bit, _ in _FLAG_NAMES)
+    if rest:
+        names.append(hex(rest))
+    return ",".join(names) or "0"
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data)) != 0:
+        raise _error(f"mount {source} on {target} (type {fstype}, flags {flag_names(flags)}"
+                     f"{', data ' + data if data else ''})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if lib.umount2(_c(target), flags) != 0:
+        raise _error(f"umount {target}")
+
+
+def setns(fd: int, nstype: int) -> None:
+    if lib.setns(fd, nstype) != 0:
+        raise _error(f"setns to namespace fd {fd}")
+
+
+def attach_loop_ro(backing_fd: int, name: str) -> tuple:
+    """Attach an open file to a free loop device, read-only and autoclear.
+
+    Returns (loop_fd, device_path). The device detaches itself once the returned fd is
+    closed and nothing mounts it, so a crash never leaks it. Another process may take the
+    free device between LOOP_CTL_GET_FREE and our attach; then we try the next one.
+    """
+    flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR
+    control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(LOOP_ATTACH_ATTEMPTS):
+            number = lib.wl_loop_get_free(control)
+            if number < 0:
+                raise _error("LOOP_CTL_GET_FREE")
+            path = f"/dev/loop{number}"
+            loop_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if _configure(loop_fd, backing_fd, flags, name):
+                return loop_fd, path
+            os.close(loop_fd)
+        raise OSError(errno.EBUSY, f"no free loop device after {LOOP_ATTACH_ATTEMPTS} attempts")
+    finally:
+        os.close(control)
+
+
+def _configure(loop_fd: int, backing_fd: int, flags: int, name: str) -> bool:
+    """True when attached; False when another process took the device first."""
+    if lib.wl_loop_configure(loop_fd, backing_fd, flags, _c(name)) == 0:
+        return True
+    if ffi.errno == errno.EBUSY:
+        return False
+    if ffi.errno not in (errno.EINVAL, errno.ENOTTY):
+        raise _error(f"LOOP_CONFIGURE for {name}")
+    # Kernels before 5.8 have no LOOP_CONFIGURE: attach, then set the flags.
+    if lib.wl_loop_set_fd(loop_fd, backing_fd) != 0:
+        if ffi.errno == errno.EBUSY:
+            return False
+        raise _error(f"LOOP_SET_FD for {name}")
+    if lib.wl_loop_set_status(loop_fd, flags, _c(name)) != 0:
+        failure = _error(f"LOOP_SET_STATUS64 for {name}")
+        lib.wl_loop_clear(loop_fd)
+        raise failure
+    return True
+
+
+def loop_backing(loop_fd: int) -> tuple:
+    """(device, inode, flags) of the file behind an attached loop device."""
+    device, inode, flags = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint32_t *")
+    if lib.wl_loop_backing(loop_fd, device, inode, flags) != 0:
+        raise _error("LOOP_GET_STATUS64")
+    return device[0], inode[0], flags[0]
+
+
+def detach_loop(loop_fd: int) -> None:
+    if lib.wl_loop_clear(loop_fd) != 0:
+        raise _error("LOOP_CLR_FD")

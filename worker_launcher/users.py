@@ -1,0 +1,51 @@
+"""The target user: who a worker runs as. Storm's checks, as a pure function plus a lookup."""
+
+import pwd
+
+from .errors import ExitCode, LauncherError
+from .privileges import Identity
+
+_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_REST = _FIRST | frozenset("0123456789.-")
+
+
+def valid_user_name(name: str) -> bool:
+    """POSIX portable user names as useradd accepts them: [a-z_][a-z0-9_.-]{0,31}, optional '$'."""
+    core = name[:-1] if name.endswith("$") else name
+    return (0 < len(core) <= 32 and core[0] in _FIRST
+            and all(char in _REST for char in core[1:]))
+
+
+class TargetUser:
+    __slots__ = ("name", "identity", "home")
+
+    def __init__(self, name: str, identity: Identity, home: str):
+        self.name, self.identity, self.home = name, identity, home
+
+
+def user_problem(name: str, uid: int | None, min_user_id: int, banned: frozenset) -> str | None:
+    """Why `name` (with `uid`, None when unknown) may not run workers, or None."""
+    if not valid_user_name(name):
+        return f"invalid user name {name!r}"
+    if uid is None:
+        return f"user {name} does not exist"
+    if uid == 0 or name == "root":
+        return f"user {name} is the superuser; workers never run as root"
+    if name in banned:
+        return f"user {name} is in banned.users"
+    if uid < min_user_id:
+        return f"user {name} has uid {uid}, below min.user.id {min_user_id}"
+    return None
+
+
+def lookup(name: str, min_user_id: int, banned: frozenset) -> TargetUser:
+    entry = None
+    if valid_user_name(name):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            entry = None
+    problem = user_problem(name, entry.pw_uid if entry else None, min_user_id, banned)
+    if problem:
+        raise LauncherError(ExitCode.INVALID_USER_NAME, problem)
+    return TargetUser(name, Identity.of_user(entry.pw_uid, entry.pw_gid, name), entry.pw_dir)
