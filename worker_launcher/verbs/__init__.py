@@ -1,0 +1,1 @@
+"""One module per command family. Each handler is function(launch, *args) -> exit code."""
