@@ -15,12 +15,17 @@ Usage: worker-launcher --check-config     (alias: --checksetup)
 class Launch:
     """What a command handler gets: the checked config, the caller, the target user."""
 
-    def __init__(self, config, caller, user, group_gid):
+    def __init__(self, config, caller, user, group_gid, command=None, args=()):
         self.config = config
         self.caller = caller
         self.user = user
         self.group_gid = group_gid
+        self.command = command
+        self.args = tuple(args)
         self._policy = None
+
+    def before_exec(self) -> None:
+        """Called by a handler right before it execs and so never returns to dispatch."""
 
     @property
     def policy(self):
@@ -101,7 +106,7 @@ def dispatch(argv: list) -> int:
         from . import trust
 
         trust.require_trusted_code()
-    return handler(Launch(cfg, caller, user, group_gid), *args)
+    return handler(Launch(cfg, caller, user, group_gid, command.name, args), *args)
 
 
 def run(argv: list) -> None:
