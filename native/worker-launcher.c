@@ -133,7 +133,9 @@ int main(int argc, char **argv)
     };
     char *py_argv[MAX_ARGS + 8];
     int n = 0;
-    py_argv[n++] = "worker-launcher";
+    /* An absolute argv[0]: CPython derives sys.executable from argv[0] (searching PATH
+     * when it is a bare name), and nothing of that should depend on a name. */
+    py_argv[n++] = WL_PYTHON;
     py_argv[n++] = "-I";
     py_argv[n++] = "-S";
     py_argv[n++] = "-B";
