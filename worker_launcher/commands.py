@@ -5,7 +5,6 @@ runs, and called as function(launch, *args) with a Launch context. Verb issues a
 """
 
 
-
 class Command:
     """One row of the table. (A plain class: typing.NamedTuple costs ~10 ms per call.)"""
 
