@@ -19,6 +19,19 @@ class Command:
 
 
 COMMANDS = (
+    Command("code-dir", ("dir",), "verbs.dirs:code_dir",
+            "give a topology's code to the user, read-only"),
+    Command("artifacts-dir", ("dir",), "verbs.dirs:artifacts_dir",
+            "give a worker's artifacts directory to the user, writable"),
+    Command("blob", ("path",), "verbs.dirs:blob", "give a localized blob to the user, read-only"),
+    Command("rmr", ("path",), "verbs.dirs:rmr",
+            "delete a tree as the user, the top entry as the supervisor account"),
+    Command("worker", ("workdir", "script"), "verbs.worker:worker",
+            "set up the workdir, then run the script there as the user"),
+    Command("profiler", ("workdir", "script"), "verbs.worker:profiler",
+            "run the script in the workdir as the user"),
+    Command("signal", ("pid", "signal"), "verbs.signals:signal",
+            "signal the user's process group (or process) as the user"),
 )
 
 BY_NAME = {command.name: command for command in COMMANDS}

@@ -1,0 +1,215 @@
+"""Storm's directory commands: code-dir, artifacts-dir, blob, rmr, and the workdir step
+of worker, launch-docker-container and run-oci-container (`prepare_workdir`).
+
+Every command first locates the path with the supervisor account's rights, refusing
+symlinks it could have planted (pathwalk.locate), and acts only where the policy allows
+directory verbs (policy.directory_refusal). Owners and modes are then set as root on file
+descriptors of that tree (dirtree.fix_tree); removal runs with the user's rights.
+"""
+
+import errno
+import os
+import stat
+
+from .. import privileges
+from ..errors import ExitCode, LauncherError, os_error_text
+from . import dirtree, pathwalk
+
+TMP_DIR = "tmp"
+
+
+def code_dir(launch, path: str) -> int:
+    """Storm `code-dir <dir>`: the topology's code, readable but not writable by the user."""
+    return _set_up(launch, path, user_writable=False)
+
+
+def artifacts_dir(launch, path: str) -> int:
+    """Storm `artifacts-dir <dir>`: the worker's logs and artifacts, user-writable."""
+    return _set_up(launch, path, user_writable=True)
+
+
+def blob(launch, path: str) -> int:
+    """Storm `blob <path>`: a localized blob (file or directory), as code-dir."""
+    return _set_up(launch, path, user_writable=False)
+
+
+def prepare_workdir(launch, workdir: str) -> None:
+    """The workdir step of `worker` and the container verbs: `workdir` recursively as
+    artifacts-dir, and `workdir/tmp` (created if missing) the same but without setgid on
+    its directories, so profiling tools in a container can use it. Raises LauncherError."""
+    entry = locate_confined(launch, workdir)
+    try:
+        fd = _open_top(entry, workdir, directory_only=True)
+        try:
+            _ensure_tmp(fd, entry.path)
+            dirtree.fix_tree(fd, entry.path, _rule(launch, True),
+                             {TMP_DIR: _rule(launch, True, setgid_dirs=False)})
+        finally:
+            os.close(fd)
+    finally:
+        entry.close()
+
+
+def rmr(launch, path: str) -> int:
+    """Storm `rmr <path>`: delete the tree with the user's rights, then the top entry with
+    the supervisor account's. A missing path is success; symlinks are unlinked, never
+    followed; other file systems mounted below are not entered."""
+    entry = locate_confined(launch, path)
+    try:
+        if entry.st is None:
+            return ExitCode.OK
+        errors = []
+        if stat.S_ISDIR(entry.st.st_mode):
+            with privileges.acting_as(launch.user.identity):
+                _empty_as_user(entry, launch.user.identity.uid, errors)
+        if not errors:
+            _remove_top(launch, entry, errors)
+        if errors:
+            raise LauncherError(dirtree.TREE_FAILED, f"cannot remove all of {path}: {errors[0]}"
+                                + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    finally:
+        entry.close()
+    return ExitCode.OK
+
+
+# --- locating and opening --------------------------------------------------------------
+def locate_confined(launch, path: str) -> pathwalk.Entry:
+    """Locate `path` as the supervisor account and check the policy allows directory verbs
+    on the result. A missing path comes back with entry.st None."""
+    from ..policy import normalize
+
+    normal = normalize(path)
+    if normal is None:
+        raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS,
+                            f"{path!r} is not an absolute path without '.' or '..'")
+    try:
+        with privileges.acting_as(launch.caller):
+            entry = pathwalk.locate(normal)
+    except LauncherError:
+        refusal = launch.policy.directory_refusal(normal)  # say why it is not allowed
+        if refusal:  # rather than what the caller could not reach there
+            raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal) from None
+        raise
+    refusal = launch.policy.directory_refusal(entry.path)
+    if refusal:
+        entry.close()
+        raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal)
+    return entry
+
+
+def _open_top(entry: pathwalk.Entry, path: str, directory_only: bool) -> int:
+    """Open the located top entry as root: a directory, or (if allowed) a regular file."""
+    if entry.st is None:
+        raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"path does not exist: {path}")
+    mode = entry.st.st_mode
+    if stat.S_ISLNK(mode):
+        raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, f"refusing {path}: it is a symlink")
+    if stat.S_ISDIR(mode):
+        return pathwalk.open_entry(entry, dirtree.DIR_READ_FLAGS)
+    if stat.S_ISREG(mode) and not directory_only:
+        return pathwalk.open_entry(entry, dirtree.FILE_FLAGS)
+    raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH,
+                        f"cannot set up {path}: not a directory" + ("" if directory_only
+                                                                    else " or regular file"))
+
+
+def _rule(launch, user_writable: bool, setgid_dirs: bool = True) -> dirtree.Rule:
+    return dirtree.Rule(launch.user.identity.uid, launch.group_gid, user_writable, setgid_dirs)
+
+
+def _set_up(launch, path: str, user_writable: bool) -> int:
+    entry = locate_confined(launch, path)
+    try:
+        fd = _open_top(entry, path, directory_only=False)
+        try:
+            dirtree.fix_tree(fd, entry.path, _rule(launch, user_writable))
+        finally:
+            os.close(fd)
+    finally:
+        entry.close()
+    return ExitCode.OK
+
+
+def _ensure_tmp(fd: int, path: str) -> None:
+    """Create workdir/tmp if missing (fix_tree then gives it to the user); it must be a
+    real directory, not a symlink the user planted."""
+    try:
+        try:
+            os.mkdir(TMP_DIR, 0o700, dir_fd=fd)
+        except FileExistsError:
+            pass
+        st = os.stat(TMP_DIR, dir_fd=fd, follow_symlinks=False)
+    except OSError as err:
+        raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH,
+                            f"cannot create {path}/{TMP_DIR}: {os_error_text(err)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"{path}/{TMP_DIR} is not a directory")
+
+
+# --- removal ---------------------------------------------------------------------------
+def _empty_as_user(entry: pathwalk.Entry, uid: int, errors: list) -> None:
+    """Remove everything below the located directory. Runs with the user's rights, so it
+    can remove nothing the user could not remove themselves."""
+    opened = _open_dir_for_removal(entry.parent_fd, entry.name, entry.path, uid, errors)
+    if opened is None:
+        return
+    fd, st = opened
+    try:
+        if not pathwalk.same_file(st, entry.st):
+            errors.append(f"{entry.path} changed while it was checked")
+            return
+        dirtree.remove_below(fd, entry.path, errors,
+                             lambda parent, name, where: _open_dir_for_removal(
+                                 parent, name, where, uid, errors))
+    finally:
+        os.close(fd)
+
+
+def _open_dir_for_removal(parent_fd: int, name: str, where: str, uid: int, errors: list):
+    """(fd, st) of directory `name`, made readable and writable for its owner first if the
+    user owns it (as Storm does), or None if it vanished or cannot be opened."""
+    for attempt in (1, 2):
+        try:
+            fd = os.open(name, dirtree.DIR_READ_FLAGS, dir_fd=parent_fd)
+        except PermissionError as err:
+            if attempt == 1:
+                try:  # with the user's rights, so even through a symlink swapped in
+                    os.chmod(name, 0o700, dir_fd=parent_fd)  # it does only what they may
+                    continue
+                except OSError:
+                    pass
+            errors.append(f"cannot open {where}: {os_error_text(err)}")
+            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                errors.append(f"cannot open {where}: {os_error_text(err)}")
+            return None
+        st = os.fstat(fd)
+        if st.st_uid == uid and st.st_mode & 0o700 != 0o700:
+            try:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+            except OSError:
+                pass
+        return fd, st
+    return None
+
+
+def _remove_top(launch, entry: pathwalk.Entry, errors: list) -> None:
+    """The top entry goes with the supervisor account's rights (its parent is usually the
+    supervisor's); if it may not, with the user's (a parent of the user's own)."""
+    remove = os.rmdir if stat.S_ISDIR(entry.st.st_mode) else os.unlink
+    for who in (launch.caller, launch.user.identity):
+        try:
+            with privileges.acting_as(who):
+                remove(entry.name, dir_fd=entry.parent_fd)
+            return
+        except FileNotFoundError:
+            return
+        except PermissionError as err:
+            failure = err
+        except OSError as err:
+            failure = err
+            break
+    errors.append(f"cannot remove {entry.path}: {os_error_text(failure)}")
