@@ -19,6 +19,21 @@ class Command:
 
 
 COMMANDS = (
+    Command("docker-run", ("workdir", "command-file"), "docker.run:docker_run",
+            "run a validated docker command file (sets up the workdir for run)", ours=True),
+    Command("nsenter", ("pid-or-worker-id", "command-file"), "verbs.nsenter:nsenter",
+            "run the profiler script in the user's container as the user", ours=True),
+    Command("launch-docker-container", ("workdir", "command-file"),
+            "docker.run:launch_docker_container",
+            "set up the workdir, then run the validated docker command file"),
+    Command("run-docker-cmd", ("workdir", "command-file"), "docker.run:run_docker_cmd",
+            "run the validated docker command file (run, wait, ps, inspect, stop, rm, pull)"),
+    Command("profile-docker-container", ("worker-id", "command-file"),
+            "verbs.nsenter:profile_docker_container",
+            "run the profiler script in the user's docker container"),
+    Command("profile-oci-container", ("pid", "command-file"),
+            "verbs.nsenter:profile_oci_container",
+            "run the profiler script in the user's runc container"),
     Command("code-dir", ("dir",), "verbs.dirs:code_dir",
             "give a topology's code to the user, read-only"),
     Command("artifacts-dir", ("dir",), "verbs.dirs:artifacts_dir",

@@ -1,0 +1,173 @@
+"""The pure docker command-file check: tokens, allowlists, run rules; nsenter's pure parts."""
+
+import pytest
+
+from worker_launcher import commands
+from worker_launcher.docker import command_line as cl
+from worker_launcher.errors import ExitCode, LauncherError
+from worker_launcher.verbs import nsenter
+
+WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
+WORKDIR = f"/storm/local/workers/{WID}"
+RULES = cl.Rules(2001, 2001, (2001, 2100), (WORKDIR, "/data" + WORKDIR), "/storm")
+SEED = (f"run --name={WID} --user=2001:2001 -d --net=host --read-only "
+        f"-v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /usr/share/storm:/usr/share/storm:ro "
+        f"-v {WORKDIR}:{WORKDIR} -v {WORKDIR}/tmp:/tmp -v /etc/storm:/etc/storm:ro "
+        f"--cgroup-parent=/storm --group-add 2001 --group-add 2100 --workdir={WORKDIR} "
+        f"--cidfile={WORKDIR}/container.cid --cap-drop=ALL --security-opt no-new-privileges "
+        f"--security-opt seccomp=/usr/share/storm/conf/seccomp.json --cpus=2.6 --memory=1024m "
+        f"xxx.xxx.com:8080/storm/storm/rhel7:latest bash {WORKDIR}/storm-worker-script.sh")
+
+
+def _validate(text, rules=RULES):
+    return cl.validate(cl.split_line(text.encode(), "cmd"), rules, "cmd")
+
+
+def _refused(text, code=ExitCode.DOCKER_COMMAND_REJECTED):
+    with pytest.raises(LauncherError) as caught:
+        _validate(text)
+    assert caught.value.code == code, caught.value.message
+    return caught.value.message
+
+
+def test_the_seed_command_line_is_accepted():
+    request = _validate(SEED)
+    assert request.subcommand == "run" and request.name == WID
+    assert request.image == "xxx.xxx.com:8080/storm/storm/rhel7:latest"
+    assert request.cidfile == f"{WORKDIR}/container.cid"
+    assert request.seccomp == ["/usr/share/storm/conf/seccomp.json"]
+    assert (f"{WORKDIR}/tmp", "/tmp", True) in request.binds
+    assert ("/etc/storm", "/etc/storm", False) in request.binds
+    assert request.tokens == SEED.split(" ")
+
+
+@pytest.mark.parametrize("extra", ["--rm", "--detach=true", "--detach=false", "--cpu-shares=2",
+                                   "--cpuset-cpus=0-1,3", "--cpuset-mems=0", "--net=none"])
+def test_optional_run_options_storm_writes(extra):
+    text = SEED.replace("--net=host ", "") if extra.startswith("--net") else SEED
+    _validate(text.replace(" -d ", f" -d {extra} "))
+
+
+@pytest.mark.parametrize("text", [
+    f"wait {WID}", "ps", f"ps --quiet=true --filter=name={WID}",
+    f"inspect --format='{{{{.State.Status}}}}' {WID}", f"inspect --format='{{{{.Id}}}}' {WID}",
+    f"stop --time=10 {WID}", f"stop {WID}", f"rm {WID}", f"rm --force {WID}",
+    "pull xxx.xxx.com:8080/storm/storm/rhel7:latest", f"--config=/etc/docker-storm rm {WID}",
+])
+def test_other_subcommands_storm_writes(text):
+    assert _validate(text).tokens == text.split(" ")
+
+
+@pytest.mark.parametrize("old,new,named", [
+    ("--user=2001:2001", "--user=0:0", "--user=0:0"),
+    ("--group-add 2100", "--group-add 0", "--group-add 0"),
+    ("--group-add 2100", "--group-add 02100", "02100"),
+    (" -d ", " -d --privileged ", "--privileged"),
+    (" -d ", " -d --cap-add=ALL ", "--cap-add=ALL"),
+    (" -d ", " -d --device=/dev/kmsg ", "--device"),
+    ("--cap-drop=ALL ", "", "--cap-drop=ALL is required"),
+    ("--security-opt no-new-privileges ", "", "no-new-privileges is required"),
+    ("seccomp=/usr/share/storm/conf/seccomp.json", "seccomp=unconfined", "seccomp=unconfined"),
+    ("--net=host", "--net=container:abc", "container:abc"),
+    ("/etc/storm:/etc/storm:ro", "/etc/storm:/etc/storm:z", ":z"),
+    ("/etc/storm:/etc/storm:ro", "/etc/./storm:/x:ro", "/etc/./storm"),
+    ("/etc/storm:/etc/storm:ro", "/etc/storm:x:ro", "'x'"),
+    ("/etc/storm:/etc/storm:ro", "/etc//storm:/x:ro", "/etc//storm"),
+    (f"--workdir={WORKDIR}", "--workdir=/", "--workdir=/"),
+    (f"--cidfile={WORKDIR}/container.cid", f"--cidfile={WORKDIR}/../x.cid", "x.cid"),
+    (f"--cidfile={WORKDIR}/container.cid", f"--cidfile={WORKDIR}", "--cidfile"),
+    (f"--name={WID}", f"--name={WID.upper()}", "--name"),
+    ("--cgroup-parent=/storm", "--cgroup-parent=/other", "/other"),
+    ("--cpus=2.6", "--cpus=2.6.1", "--cpus"),
+    ("--memory=1024m", "--memory=1024t", "--memory"),
+    (f"bash {WORKDIR}/storm-worker-script.sh", "bash -c id", "-c"),
+    (f"bash {WORKDIR}/storm-worker-script.sh", f"bash {WORKDIR}", WORKDIR),
+    ("-d", "-d -d", "twice"),
+])
+def test_run_rules(old, new, named):
+    assert old in SEED
+    assert named in _refused(SEED.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("image", ["-image", "UPPER", "a/UPPER", "a b", "x:", "x:y:z", "/abs", ""])
+def test_image_grammar(image):
+    assert not cl.image_ok(image)
+
+
+@pytest.mark.parametrize("image", ["busybox", "busybox:1.36", "localhost:5000/a/b:c_d",
+                                   "xxx.xxx.com:8080/storm/storm/rhel7:latest", "My-Host/a"])
+def test_image_grammar_accepts(image):
+    assert cl.image_ok(image)
+
+
+def test_image_grammar_matches_storms_pattern():
+    import itertools
+    import re
+
+    storm = re.compile(r"^(([a-zA-Z0-9.-]+)(:\d+)?/)?([a-z0-9_./-]+)(:[\w.-]+)?$", re.ASCII)
+    for parts in itertools.product(["", "a", "A", "-", ".", ":", "/", "1", "_"], repeat=4):
+        image = "".join(parts)
+        want = bool(storm.match(image)) and not image.startswith(("-", ".", ":", "/"))
+        assert cl.image_ok(image) == want, image
+
+
+def test_bad_image_exits_40():
+    _refused(SEED.replace(" xxx.xxx.com", " Bad!Image xxx.xxx.com").replace(
+        "xxx.xxx.com:8080/storm/storm/rhel7:latest ", ""), ExitCode.INVALID_DOCKER_IMAGE)
+
+
+@pytest.mark.parametrize("data", [b"run  -d", b"run -d\t", b"run\n-d", b"run -d\r", b"\xff run",
+                                  b" run", b"run "])
+def test_odd_bytes_are_refused(data):
+    with pytest.raises(LauncherError) as caught:
+        cl.split_line(data, "cmd")
+    assert caught.value.code == ExitCode.DOCKER_COMMAND_REJECTED
+
+
+def test_split_line_is_exact():
+    assert cl.split_line(b"rm --force x\n", "f") == ["rm", "--force", "x"]
+    assert cl.split_line(b"", "f") == []
+    with pytest.raises(LauncherError) as caught:
+        cl.split_line(b"x" * (cl.MAX_COMMAND_BYTES + 1), "f")
+    assert caught.value.code == ExitCode.CANNOT_READ_FILE
+
+
+@pytest.mark.parametrize("text", ["exec x", "", "--config=tmp rm " + WID, "rm --force",
+                                  f"rm -f {WID}", f"wait {WID} extra", "ps --all",
+                                  f"inspect --format={{{{json .}}}} {WID}", f"stop --time=x {WID}",
+                                  "pull -a busybox"])
+def test_other_subcommand_refusals(text):
+    with pytest.raises(LauncherError):
+        _validate(text)
+
+
+def test_worker_id_shape():
+    assert cl.worker_id_ok(WID)
+    for bad in ("", WID + "0", WID.replace("-", "_"), "--format", WID[:-1] + "g"):
+        assert not cl.worker_id_ok(bad)
+
+
+def test_container_cgroup_rule():
+    cid = "a" * 64
+    assert nsenter.container_cgroup(f"4:memory:/docker/{cid}\n0::/", None)
+    assert nsenter.container_cgroup(f"0::/system.slice/docker-{cid}.scope", None)
+    assert nsenter.container_cgroup("3:pids:/storm/x1", "/storm")
+    assert not nsenter.container_cgroup("3:pids:/storm", "/storm")
+    assert not nsenter.container_cgroup("3:pids:/stormy/x", "/storm")
+    assert not nsenter.container_cgroup(f"0::/user.slice/docker/{cid}", None)
+    assert not nsenter.container_cgroup("0::/\n1:name=systemd:/user.slice", "/")
+
+
+def test_status_uids():
+    assert nsenter.status_uids("Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t0\t0\t0\t0\n") == (1, 2, 3, 4)
+
+
+def test_command_rows():
+    for name, handler in (("docker-run", "docker.run:docker_run"),
+                          ("launch-docker-container", "docker.run:launch_docker_container"),
+                          ("run-docker-cmd", "docker.run:run_docker_cmd"),
+                          ("nsenter", "verbs.nsenter:nsenter"),
+                          ("profile-docker-container", "verbs.nsenter:profile_docker_container"),
+                          ("profile-oci-container", "verbs.nsenter:profile_oci_container")):
+        command = commands.find(name.upper())
+        assert command.handler == handler and len(command.args) == 2

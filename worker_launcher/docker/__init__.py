@@ -1,0 +1,1 @@
+"""The Docker runtime: Storm's docker command files, validated and run (`docker-run`)."""

@@ -1,0 +1,65 @@
+"""Tokens of Storm's one-line command files, and the shapes of its names. Pure."""
+
+from ..errors import ExitCode, LauncherError
+
+MAX_COMMAND_BYTES = 128 * 1024
+_HEX = frozenset("0123456789abcdef")
+_DIGITS = frozenset("0123456789")
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_REPO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_./-")
+_TAG_CHARS = _HOST_CHARS | {"_"}
+
+
+def split_line(data: bytes, path: str, what: str = "docker command",
+               code: int = ExitCode.DOCKER_COMMAND_REJECTED) -> list:
+    """The tokens of a one-line command file, split on single spaces exactly as Storm joins
+    them. An empty file has no tokens."""
+    if len(data) > MAX_COMMAND_BYTES:
+        raise LauncherError(ExitCode.CANNOT_READ_FILE,
+                            f"{what} {path} is larger than {MAX_COMMAND_BYTES} bytes")
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    text = data.decode("ascii", "replace")
+    if not text:
+        return []
+
+    def refuse(why):
+        return LauncherError(code, f"{what} {path}: refusing {text[:60]!r}: {why}")
+
+    if not data.isascii():
+        raise refuse("not ASCII text")
+    for char in text:
+        if char < " " or char == "\x7f":
+            raise refuse(f"control character {char!r} (the file must be one line)")
+    tokens = text.split(" ")
+    if not all(tokens):
+        raise refuse("empty token (tokens are separated by single spaces)")
+    return tokens
+
+
+def worker_id_ok(name: str) -> bool:
+    """Storm's worker id: a UUID, 8-4-4-4-12 lower-case hex digits."""
+    parts = name.split("-")
+    return ([len(p) for p in parts] == [8, 4, 4, 4, 12]
+            and all(set(p) <= _HEX for p in parts))
+
+
+def image_ok(image: str) -> bool:
+    """Storm's image grammar ^(([a-zA-Z0-9.-]+)(:\\d+)?/)?([a-z0-9_./-]+)(:[\\w.-]+)?$, and
+    not starting with '-' (it would read as an option)."""
+    if not image or image[0] in "-.:/":
+        return False
+    candidates = [image]
+    first, slash, after = image.partition("/")
+    if slash:
+        host, colon, port = first.partition(":")
+        if host and set(host) <= _HOST_CHARS and (not colon or (port and set(port) <= _DIGITS)):
+            candidates.append(after)
+    return any(_repository_and_tag_ok(rest) for rest in candidates)
+
+
+def _repository_and_tag_ok(rest: str) -> bool:
+    repo, colon, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if colon and (not tag or not set(tag) <= _TAG_CHARS):
+        return False
+    return bool(repo) and set(repo) <= _REPO_CHARS
