@@ -137,3 +137,19 @@ def test_bad_policy_exits_24_naming_the_key(data, key):
         policy.from_mapping(data, "/etc/storm/policy.yaml", RUN_ROOT)
     assert caught.value.code == ExitCode.INVALID_CONFIG_FILE
     assert key in caught.value.message and "/etc/storm/policy.yaml" in caught.value.message
+
+
+def test_json_and_yaml_documents_mean_the_same():
+    yaml_text = "storm.local.dir: /var/storm\nstorm.oci.readonly.bindmounts:\n  - /etc/krb5.conf\n"
+    json_text = '{"storm.local.dir": "/var/storm", "storm.oci.readonly.bindmounts": ["/etc/krb5.conf"]}'
+    assert policy.parse_document(yaml_text, "/p") == policy.parse_document(json_text, "/p")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("{\"storm.local.dir\": ", "not valid JSON at line 1"),
+    ("storm.local.dir: [unclosed\n", "not valid YAML at line 2"),
+])
+def test_bad_documents_exit_24(text, fragment):
+    with pytest.raises(LauncherError) as caught:
+        policy.parse_document(text, "/etc/storm/policy.yaml")
+    assert caught.value.code == ExitCode.INVALID_CONFIG_FILE and fragment in caught.value.message
