@@ -19,6 +19,17 @@ class Command:
 
 
 COMMANDS = (
+    Command("mount-layers", ("oci-config.json",), "runc.verbs:mount_layers_verb",
+            "mount a container's squashfs layers and overlay root, print its path", ours=True),
+    Command("runc-run", ("workdir", "oci-config.json", "artifacts-dir"),
+            "runc.verbs:run_oci_container",
+            "set up the workdir, mount the layers, launch the worker with runc", ours=True),
+    Command("reap-layers", ("container-id", "keep-count"), "runc.verbs:reap_oci_container",
+            "delete the container, unmount its root and unused layers", ours=True),
+    Command("run-oci-container", ("workdir", "oci-config.json", "artifacts-dir"),
+            "runc.verbs:run_oci_container", "Storm's name for runc-run"),
+    Command("reap-oci-container", ("container-id", "keep-count"),
+            "runc.verbs:reap_oci_container", "Storm's name for reap-layers"),
     Command("docker-run", ("workdir", "command-file"), "docker.run:docker_run",
             "run a validated docker command file (sets up the workdir for run)", ours=True),
     Command("nsenter", ("pid-or-worker-id", "command-file"), "verbs.nsenter:nsenter",

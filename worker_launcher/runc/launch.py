@@ -1,0 +1,151 @@
+"""The runc half of a launch: files the container's owner gets, config.json, runc itself.
+
+runc runs as root on a root-only bundle directory (<run-root>/<id>): it reads config.json
+from there and writes its pid file there, so no file the supervisor or the user can touch
+is ever read or written by root. The copies Storm expects (workdir/config.json, the pid
+file, the runc-<id>.out/.err logs) are written with the supervisor's or the user's rights.
+"""
+
+import errno
+import os
+
+from .. import privileges
+from ..errors import ExitCode, LauncherError, os_error_text
+from . import bundle
+
+RUNC_TIMEOUT = 120
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _fail(message: str) -> LauncherError:
+    return LauncherError(ExitCode.OCI_RUN_FAILED, message)
+
+
+def check_pid_file_absent(launch, pid_file: str) -> None:
+    with privileges.acting_as(launch.user.identity):
+        try:
+            os.lstat(pid_file)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise _fail(f"cannot check pid file {pid_file}: {os_error_text(err)}") from None
+    raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                        f"oci-config.json $.pidFile: {pid_file} already exists")
+
+
+def open_runc_outputs(launch, artifacts_dir: str, container_id: str) -> tuple:
+    """<artifacts-dir>/runc-<id>.out and .err, created by the user in their own artifacts
+    directory: a symlink planted there is not followed, a root-owned file is not touched."""
+    from ..verbs import dirs, pathwalk
+
+    entry = dirs.locate_confined(launch, artifacts_dir)
+    try:
+        if entry.st is None:
+            raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"path does not exist: {artifacts_dir}")
+        dir_fd = pathwalk.open_entry(entry, pathwalk.DIR_PATH_FLAGS)
+    finally:
+        entry.close()
+    fds = []
+    try:
+        with privileges.acting_as(launch.user.identity):
+            for suffix in ("out", "err"):
+                name = f"runc-{container_id}.{suffix}"
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+                fds.append(os.open(name, CREATE, 0o640, dir_fd=dir_fd))
+    except OSError as err:
+        for fd in fds:
+            os.close(fd)
+        raise _fail(f"cannot create runc output in {artifacts_dir}: {os_error_text(err)}") from None
+    finally:
+        os.close(dir_fd)
+    return tuple(fds)
+
+
+def _write_new(dir_fd, name: str, data: bytes, mode: int) -> None:
+    fd = os.open(name, CREATE, mode, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def write_configs(launch, request, rootfs: str, workdir: str) -> None:
+    """config.json into the root-only bundle directory (what runc reads), and a copy into
+    the workdir written as the supervisor account, never through a symlink."""
+    import json
+
+    config = bundle.runtime_config(request.spec, launch.user.identity, rootfs,
+                                   os.uname().nodename, request.bind_sources)
+    data = json.dumps(config, indent=2).encode()
+    _write_new(None, f"{request.container_dir}/config.json", data, 0o600)
+    with privileges.acting_as(launch.caller):
+        path = f"{workdir.rstrip('/')}/config.json"
+        try:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            _write_new(None, path, data, 0o640)
+        except OSError as err:
+            raise _fail(f"cannot write {path}: {os_error_text(err)}") from None
+
+
+def runc_run(launch, request, outputs: tuple) -> None:
+    """`runc run -d --pid-file <bundle>/container.pid -b <bundle> <id>`: argv only, empty
+    environment, in a new session, stdout and stderr to the runc-<id> logs."""
+    import subprocess
+
+    cdir = request.container_dir
+    argv = [launch.config.runc, "run", "-d", "--pid-file", f"{cdir}/container.pid", "-b", cdir,
+            request.spec.container_id]
+    try:
+        result = subprocess.run(argv, env={}, cwd=cdir, stdin=subprocess.DEVNULL,
+                                stdout=outputs[0], stderr=outputs[1], start_new_session=True,
+                                timeout=RUNC_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise _fail(f"cannot run {launch.config.runc}: {err}") from None
+    finally:
+        for fd in outputs:
+            os.close(fd)
+    if result.returncode != 0:
+        raise _fail(f"runc run {request.spec.container_id} failed with exit {result.returncode}; "
+                    f"see runc-{request.spec.container_id}.err in the artifacts directory")
+
+
+
+def publish_pid(launch, request) -> None:
+    """Copy runc's pid file to the pidFile Storm asked for, written with the user's rights."""
+    with open(f"{request.container_dir}/container.pid", "rb") as handle:
+        pid = handle.read().strip()
+    if not pid.isdigit():
+        raise _fail(f"runc wrote no pid for {request.spec.container_id}")
+    with privileges.acting_as(launch.user.identity):
+        try:
+            _write_new(None, request.spec.pid_file, pid, 0o644)
+        except OSError as err:
+            raise LauncherError(ExitCode.WRITE_PIDFILE_FAILED,
+                                f"cannot write pid file {request.spec.pid_file}: "
+                                f"{os_error_text(err)}") from None
+
+
+def runc_delete(launch, container_id: str) -> None:
+    """`runc delete --force <id>`; a container runc does not know is fine."""
+    import subprocess
+
+    try:
+        result = subprocess.run([launch.config.runc, "delete", "--force", container_id], env={},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, timeout=RUNC_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED,
+                            f"cannot run {launch.config.runc} delete: {err}") from None
+    message = result.stderr.decode(errors="replace").strip()
+    if result.returncode != 0 and "does not exist" not in message:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED,
+                            f"runc delete {container_id} failed: {message.splitlines()[-1] if message else result.returncode}")

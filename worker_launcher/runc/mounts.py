@@ -1,0 +1,55 @@
+"""The privileged mount operations of the OCI runtime: the whole list.
+
+Each runs as root, on paths this package built under the root-owned run root, and says why
+it is safe. Errors carry the operation, source, target, flags and errno (kernel.py).
+"""
+
+import errno
+import os
+import time
+
+from .. import kernel
+
+LAYER_FLAGS = kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV
+OVERLAY_FLAGS = kernel.MS_NOSUID | kernel.MS_NODEV
+UNMOUNT_ATTEMPTS = 8
+
+
+def mount_layer(layer_fd: int, layer_path: str, mountpoint: str) -> None:
+    """Attach the layer to a loop device and mount it at `mountpoint`.
+
+    Safe: `layer_fd` was opened with the supervisor account's rights, so nothing it could
+    not read is exposed; the loop device is read-only and autoclear, so it is released when
+    the mount goes, or at once if we die before mounting; squashfs is mounted read-only,
+    nosuid, nodev on a root-owned directory of the run root."""
+    loop_fd, device = kernel.attach_loop_ro(layer_fd, layer_path)
+    try:
+        kernel.mount(device, mountpoint, "squashfs", LAYER_FLAGS)
+    finally:
+        os.close(loop_fd)
+
+
+def mount_overlay(lower_dirs: list, upper: str, work: str, target: str) -> None:
+    """Mount the container's root: the layers read-only below, `upper` (root-owned, in the
+    container's run directory) on top. Safe: every path is a root-owned directory under the
+    run root built by us; nosuid and nodev; runc then makes the root read-only inside."""
+    data = f"lowerdir={':'.join(lower_dirs)},upperdir={upper},workdir={work}"
+    kernel.mount("overlay", target, "overlay", OVERLAY_FLAGS, data)
+
+
+def unmount(target: str) -> bool:
+    """Unmount `target`, retrying with back-off while it is busy. False when nothing was
+    mounted there. Safe: UMOUNT_NOFOLLOW, and only run-root paths are passed in."""
+    delay = 0.01
+    for attempt in range(UNMOUNT_ATTEMPTS):
+        try:
+            kernel.umount2(target, kernel.UMOUNT_NOFOLLOW)
+            return True
+        except OSError as err:
+            if err.errno in (errno.EINVAL, errno.ENOENT):
+                return False
+            if err.errno != errno.EBUSY or attempt == UNMOUNT_ATTEMPTS - 1:
+                raise
+        time.sleep(delay)
+        delay *= 2
+    return False

@@ -1,0 +1,205 @@
+"""mount-layers, runc-run (Storm: run-oci-container) and reap-layers (reap-oci-container).
+
+Order of a launch: read and validate everything with the supervisor account's rights;
+then, under the layer lock, mount layers and the container's overlay; write config.json;
+run `runc run -d`. Every step after the first mount registers its undo, and a failure runs
+them all, so a failed launch leaves no mount, loop device or directory behind.
+"""
+
+import os
+import stat
+
+from .. import privileges
+from ..errors import ExitCode, LauncherError, os_error_text
+from . import layers, mounts, spec as oci_spec
+
+CONTAINER_PID = "container.pid"
+RUNC_TIMEOUT = 120
+
+
+class Request:
+    """A validated request: the spec, its layer fds and resolved bind sources."""
+
+    def __init__(self, launch, config_path: str):
+        self.launch = launch
+        data = privileges.read_as_caller(config_path, oci_spec.MAX_BYTES)
+        self.spec = oci_spec.parse(oci_spec.decode(data), launch.user.name)
+        _check_cgroup(launch.policy, self.spec.cgroups_path)
+        self.layer_fds = []
+        self.run_root = self.container_dir = self.bind_sources = None
+
+    def resolve(self) -> "Request":
+        """The host side: the run root, and every bind source located and allowed. Done
+        after the workdir set-up, which creates workdir/tmp (Storm binds it as /tmp)."""
+        launch = self.launch
+        self.run_root = _checked_run_root(launch.config.run_root)
+        self.container_dir = f"{self.run_root}/{self.spec.container_id}"
+        self.bind_sources = tuple(_bind_source(launch, mount, index)
+                                  for index, mount in enumerate(self.spec.mounts))
+        return self
+
+    def open_layers(self) -> list:
+        for index, path in enumerate(self.spec.layers):
+            fd = privileges.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
+            self.layer_fds.append(fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise oci_spec.refuse(f"$.layers[{index}].path", f"{path} is not a regular file")
+        return list(zip(self.spec.layers, self.layer_fds))
+
+    def close(self) -> None:
+        for fd in self.layer_fds:
+            os.close(fd)
+        self.layer_fds = []
+
+
+def _checked_run_root(run_root: str) -> str:
+    from ..trust import chain_problem
+
+    if any(char in run_root for char in ",:\\ "):
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                            f"worker.launcher.oci.run-root {run_root} may not contain , : \\ or space")
+    if not os.path.isdir(run_root):
+        layers.make_dir(run_root, 0o755)
+    problem = chain_problem(run_root)
+    if problem:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"run root {run_root} is not safe: {problem}")
+    return os.path.realpath(run_root)
+
+
+def _bind_source(launch, mount, index: int) -> str:
+    """The host path to bind: located with the supervisor's rights (trusted root symlinks
+    only), and allowed by the policy for the requested mode."""
+    from ..verbs import pathwalk
+
+    where = f"$.ociRuntimeConfig.mounts[{index}].source"
+    try:
+        with privileges.acting_as(launch.caller):
+            entry = pathwalk.locate(mount.source)
+    except LauncherError as err:
+        raise oci_spec.refuse(where, err.message) from None
+    try:
+        if entry.st is None:
+            raise oci_spec.refuse(where, f"{mount.source} does not exist")
+        if stat.S_ISLNK(entry.st.st_mode):
+            raise oci_spec.refuse(where, f"{mount.source} is a symlink")
+        refusal = launch.policy.bind_refusal(entry.path, mount.writable)
+        if refusal:
+            raise oci_spec.refuse(where, refusal)
+        return entry.path
+    finally:
+        entry.close()
+
+
+def _check_cgroup(policy, cgroups_path: str) -> None:
+    from ..policy import is_within
+
+    parent = policy.cgroup_parent
+    if parent and (cgroups_path == parent or not is_within(cgroups_path, parent)):
+        raise oci_spec.refuse("$.ociRuntimeConfig.linux.cgroupsPath",
+                              f"{cgroups_path} is not below the cgroup parent {parent}")
+
+
+def _undo_all(undo: list) -> None:
+    while undo:
+        step = undo.pop()
+        try:
+            step()
+        except (OSError, LauncherError):
+            pass  # keep undoing; reap-layers cleans what is left
+
+
+def mount_rootfs(request: Request, undo: list) -> str:
+    """Layers and the container's overlay; returns the rootfs path."""
+    cdir = request.container_dir
+    with layers.LayerLock(request.run_root):
+        layer_dirs = layers.mount_layers(request.run_root, request.open_layers(), undo)
+        if not layers.make_dir(cdir, 0o700):
+            raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                                f"container {request.spec.container_id} already exists in {cdir}")
+        undo.append(lambda: _remove_tree(cdir))
+        for name, mode in (("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)):
+            os.mkdir(f"{cdir}/{name}", mode)
+        try:
+            mounts.mount_overlay(list(reversed(layer_dirs)), f"{cdir}/upper", f"{cdir}/work",
+                                 f"{cdir}/rootfs")
+        except OSError as err:
+            raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                                f"cannot mount the root of {request.spec.container_id}: "
+                                f"{err.strerror}") from None
+        undo.append(lambda: mounts.unmount(f"{cdir}/rootfs"))
+    return f"{cdir}/rootfs"
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    if os.path.lexists(path):
+        shutil.rmtree(path)  # fd-based on Linux: never follows a symlink planted inside
+
+
+def mount_layers_verb(launch, config_path: str) -> int:
+    """`mount-layers <oci-config.json>`: mount the container's root and print its path."""
+    request = Request(launch, config_path).resolve()
+    undo = []
+    try:
+        rootfs = mount_rootfs(request, undo)
+    except BaseException:
+        _undo_all(undo)
+        raise
+    finally:
+        request.close()
+    print(rootfs)
+    return ExitCode.OK
+
+
+def run_oci_container(launch, workdir: str, config_path: str, artifacts_dir: str) -> int:
+    """`runc-run <workdir> <oci-config.json> <artifacts-dir>`."""
+    from . import launch as runc_launch
+    from ..verbs.dirs import prepare_workdir
+
+    request = Request(launch, config_path)
+    prepare_workdir(launch, workdir)
+    request.resolve()
+    undo = []
+    try:
+        runc_launch.check_pid_file_absent(launch, request.spec.pid_file)
+        outputs = runc_launch.open_runc_outputs(launch, artifacts_dir, request.spec.container_id)
+        rootfs = mount_rootfs(request, undo)
+        request.close()
+        runc_launch.write_configs(launch, request, rootfs, workdir)
+        undo.append(lambda: runc_launch.runc_delete(launch, request.spec.container_id))
+        runc_launch.runc_run(launch, request, outputs)
+        runc_launch.publish_pid(launch, request)
+    except BaseException:
+        _undo_all(undo)
+        raise
+    finally:
+        request.close()
+    return ExitCode.OK
+
+
+def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
+    """`reap-layers <container-id> <keep-count>`: everything of the container goes; layers
+    nobody uses are unmounted beyond the keep count. An unknown id is a clean no-op."""
+    from . import launch as runc_launch
+
+    if not oci_spec.valid_container_id(container_id):
+        raise LauncherError(ExitCode.INVALID_CONTAINER_NAME,
+                            f"invalid container id {container_id!r}: expected <port>-<uuid>")
+    if not keep_text.isdigit() or not keep_text.isascii() or len(keep_text) > 9:
+        raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
+                            f"invalid layer keep count {keep_text!r}")
+    run_root = _checked_run_root(launch.config.run_root)
+    runc_launch.runc_delete(launch, container_id)
+    cdir = f"{run_root}/{container_id}"
+    with layers.LayerLock(run_root):
+        try:
+            mounts.unmount(f"{cdir}/rootfs")
+            _remove_tree(cdir)
+        except OSError as err:
+            raise LauncherError(ExitCode.OCI_REAP_FAILED,
+                                f"cannot remove container {container_id}: {os_error_text(err)}") from None
+        problems = layers.reap_layers(run_root, int(keep_text))
+    if problems:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED, problems[0])
+    return ExitCode.OK
