@@ -229,10 +229,15 @@ def _resource(value, where: str, fields: frozenset) -> None:
             _integer(item, f"{where}.{key}")
 
 
+def _one_of(value, names: frozenset) -> bool:
+    """`value in names` for any JSON value (a list or object is unhashable)."""
+    return isinstance(value, str) and value in names
+
+
 def _seccomp(value, where: str) -> None:
     seccomp = _fields(value, where, ("defaultAction",), ("syscalls", "architectures"))
     default = seccomp["defaultAction"]
-    if default not in SECCOMP_ACTIONS or default == "SCMP_ACT_ALLOW":
+    if not _one_of(default, SECCOMP_ACTIONS) or default == "SCMP_ACT_ALLOW":
         raise refuse(f"{where}.defaultAction", "must be a seccomp action other than SCMP_ACT_ALLOW")
     for index, arch in enumerate(_list(seccomp.get("architectures", []), f"{where}.architectures", 16)):
         if not isinstance(arch, str) or not arch.startswith("SCMP_ARCH_"):
@@ -243,7 +248,7 @@ def _seccomp(value, where: str) -> None:
         for position, name in enumerate(_list(rule["names"], f"{here}.names", allow_empty=False)):
             if not isinstance(name, str) or not name.replace("_", "").isalnum():
                 raise refuse(f"{here}.names[{position}]", "must be a system call name")
-        if rule["action"] not in SECCOMP_ACTIONS:
+        if not _one_of(rule["action"], SECCOMP_ACTIONS):
             raise refuse(f"{here}.action", "is not a seccomp action")
         if "errnoRet" in rule:
             _integer(rule["errnoRet"], f"{here}.errnoRet", 0, 4095)
@@ -252,7 +257,7 @@ def _seccomp(value, where: str) -> None:
             _integer(arg["index"], f"{here}.args[{position}].index", 0, 5)
             _integer(arg["value"], f"{here}.args[{position}].value", 0)
             _integer(arg.get("valueTwo", 0), f"{here}.args[{position}].valueTwo", 0)
-            if arg["op"] not in SECCOMP_OPS:
+            if not _one_of(arg["op"], SECCOMP_OPS):
                 raise refuse(f"{here}.args[{position}].op", "is not a seccomp comparison")
 
 

@@ -28,14 +28,16 @@ class Request:
         self.layer_fds = []
         self.run_root = self.container_dir = self.bind_sources = None
 
-    def resolve(self) -> "Request":
-        """The host side: the run root, and every bind source located and allowed. Done
-        after the workdir set-up, which creates workdir/tmp (Storm binds it as /tmp)."""
+    def resolve(self, binds: bool = True) -> "Request":
+        """The host side: the run root, and every bind source located and allowed (not for
+        mount-layers, which starts no container). Done after the workdir set-up, which
+        creates workdir/tmp (Storm binds it as /tmp)."""
         launch = self.launch
         self.run_root = _checked_run_root(launch.config.run_root)
         self.container_dir = f"{self.run_root}/{self.spec.container_id}"
-        self.bind_sources = tuple(_bind_source(launch, mount, index)
-                                  for index, mount in enumerate(self.spec.mounts))
+        if binds:
+            self.bind_sources = tuple(_bind_source(launch, mount, index)
+                                      for index, mount in enumerate(self.spec.mounts))
         return self
 
     def open_layers(self) -> list:
@@ -139,7 +141,7 @@ def _remove_tree(path: str) -> None:
 
 def mount_layers_verb(launch, config_path: str) -> int:
     """`mount-layers <oci-config.json>`: mount the container's root and print its path."""
-    request = Request(launch, config_path).resolve()
+    request = Request(launch, config_path).resolve(binds=False)
     undo = []
     try:
         rootfs = mount_rootfs(request, undo)
