@@ -42,7 +42,10 @@ class Request:
 
     def open_layers(self) -> list:
         for index, path in enumerate(self.spec.layers):
-            fd = privileges.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                fd = privileges.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
+            except LauncherError as err:
+                raise oci_spec.refuse(f"$.layers[{index}].path", err.message) from None
             self.layer_fds.append(fd)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise oci_spec.refuse(f"$.layers[{index}].path", f"{path} is not a regular file")
