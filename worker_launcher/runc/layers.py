@@ -5,9 +5,13 @@ container's overlay."""
 
 import errno
 import fcntl
-import hashlib
 import os
 import stat
+
+try:  # the built-in SHA-256: hashlib loads OpenSSL, ~4 ms of every launch
+    from _sha256 import sha256
+except ImportError:
+    from hashlib import sha256
 
 from ..errors import ExitCode, LauncherError, os_error_text
 from . import mountinfo, mounts
@@ -17,7 +21,7 @@ LOCK = "lock"
 
 
 def layer_dir(run_root: str, layer_path: str) -> str:
-    return f"{run_root}/{LAYERS}/{hashlib.sha256(layer_path.encode()).hexdigest()}"
+    return f"{run_root}/{LAYERS}/{sha256(layer_path.encode()).hexdigest()}"
 
 
 def make_dir(path: str, mode: int) -> bool:
@@ -94,7 +98,7 @@ def mount_layers(run_root: str, layers: list, undo: list) -> list:
             except OSError as err:
                 raise LauncherError(ExitCode.OCI_RUN_FAILED,
                                     f"cannot mount layer {path}: {err.strerror}") from None
-            undo.append(lambda mnt=mnt: unmount_layer(mnt))
+            undo.append(lambda mnt=mnt: release_layer(run_root, mnt))
         mount_dirs.append(mnt)
     return mount_dirs
 
@@ -106,6 +110,15 @@ def unmount_layer(mnt: str) -> None:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def release_layer(run_root: str, mnt: str) -> None:
+    """Undo of a layer a failed launch mounted. It runs after the lock was released, so a
+    launch that started meanwhile may already stand on the layer: unmount it under the lock,
+    and only if no mounted overlay lists it (it then stays, for reap-layers to manage)."""
+    with LayerLock(run_root):
+        if mnt not in mountinfo.layers_in_use(mountinfo.read()):
+            unmount_layer(mnt)
 
 
 def backing_deleted(source: str) -> bool:
