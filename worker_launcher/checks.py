@@ -30,7 +30,8 @@ def _code_checks() -> list:
     return [Result(OK, "code", "interpreter path and modules are root-owned, not group/world-writable")]
 
 
-def _config_checks() -> list:
+def _config_checks() -> tuple:
+    """(results, the parsed config or None)."""
     import grp
 
     from . import _build, config, policy, trust
@@ -41,7 +42,7 @@ def _config_checks() -> list:
                                               config.MAX_CONFIG_BYTES, ExitCode.INVALID_CONFIG_FILE)
         cfg = config.parse(text, resolved)
     except LauncherError as err:
-        return [Result(FAIL, "config", err.message)]
+        return [Result(FAIL, "config", err.message)], None
     results.append(Result(OK, "config", f"{resolved} is root-owned and parses"))
     for key in cfg.unknown_keys:
         results.append(Result(WARN, "config", f"unknown key {key} in {resolved} is ignored"))
@@ -66,22 +67,38 @@ def _config_checks() -> list:
         else:
             results.append(Result(WARN, "policy", "no worker.launcher.policy is set: only the "
                                                   "built-in protected paths are refused"))
-    return results
+    return results, cfg
 
 
 def collect() -> list:
-    return _code_checks() + _config_checks()
+    from . import runtime_checks
+
+    config_results, cfg = _config_checks()
+    results = _code_checks() + config_results
+    if cfg is not None:
+        results += [Result(*item) for item in runtime_checks.collect(cfg)]
+    return results
 
 
 def run(args: list) -> int:
-    if args:
+    if args not in ([], ["--json"]):
         raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
-                            f"--check-config takes no arguments, got {' '.join(args)}")
+                            f"--check-config takes only --json, got {' '.join(args)}")
     results = collect()
+    failures = [result for result in results if result.status == FAIL]
+    code = (EXIT_FOR_CHECK.get(failures[0].name, ExitCode.INVALID_CONFIG_FILE) if failures
+            else ExitCode.OK)
+    if args == ["--json"]:
+        import json
+
+        print(json.dumps({"ok": not failures, "exit": code,
+                          "checks": [{"status": r.status, "name": r.name, "detail": r.detail}
+                                     for r in results],
+                          "summary": {"checks": len(results), "failed": len(failures),
+                                      "warnings": sum(r.status == WARN for r in results)}},
+                         indent=2))
+        return code
     for result in results:
         print(f"{result.status:4} {result.name:8} {result.detail}")
-    failures = [result for result in results if result.status == FAIL]
     print(f"{'FAIL' if failures else 'ok':4} summary  {len(failures)} of {len(results)} checks failed")
-    if not failures:
-        return ExitCode.OK
-    return EXIT_FOR_CHECK.get(failures[0].name, ExitCode.INVALID_CONFIG_FILE)
+    return code

@@ -52,3 +52,17 @@ def os_error_text(err: OSError) -> str:
 def exit_code_names() -> dict:
     """name -> number of every exit code, for documentation and the pinning test."""
     return {name: value for name, value in vars(ExitCode).items() if name.isupper()}
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def one_line(message: str) -> str:
+    """`message` made safe for one line of the supervisor's log: control and line-breaking
+    characters (which caller-chosen paths may hold) escaped, at most MAX_MESSAGE_CHARS."""
+    text = "".join(char if char.isprintable() or char == " " else
+                   char.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for char in str(message))
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text) - MAX_MESSAGE_CHARS} more characters)"
+    return text

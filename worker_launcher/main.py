@@ -26,6 +26,9 @@ class Launch:
 
     def before_exec(self) -> None:
         """Called by a handler right before it execs and so never returns to dispatch."""
+        from . import audit
+
+        audit.exec_now()
 
     @property
     def policy(self):
@@ -88,6 +91,9 @@ def dispatch(argv: list) -> int:
     from . import commands, users
 
     cfg, group_gid = load_config()
+    from . import audit
+
+    audit.begin(caller.uid, argv[0], argv[1], argv[2:])
     user = users.lookup(argv[0], cfg.min_user_id, cfg.banned_users)
     command = commands.find(argv[1])
     if command is None:
@@ -98,6 +104,10 @@ def dispatch(argv: list) -> int:
         print(f"Usage: {commands.usage_line(command)}")
         raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
                             f"{command.name} takes {len(command.args)} arguments, got {len(args)}")
+    if not privileges.privileged():  # else each verb fails at its first privileged step
+        raise LauncherError(ExitCode.SETUID_OPER_FAILED,
+                            "not running with root privileges: the setuid bit of worker-launcher "
+                            "is missing or was ignored (no_new_privs, a nosuid mount)")
     import importlib
 
     module_name, function_name = command.handler.split(":")
@@ -110,17 +120,23 @@ def dispatch(argv: list) -> int:
 
 
 def run(argv: list) -> None:
+    message = None
     try:
         code = int(dispatch(argv))
     except LauncherError as err:
-        code = int(err.code)
-        _report(err.message)
+        code, message = int(err.code), err.message
     except KeyboardInterrupt:
-        code = ExitCode.INVALID_ARGUMENT_NUMBER
-        _report("interrupted")
+        code, message = ExitCode.INVALID_ARGUMENT_NUMBER, "interrupted"
     except Exception as err:  # the last line of defence: one line, never a traceback
         code = ExitCode.INITIALIZE_USER_FAILED
-        _report(f"internal error: {type(err).__name__}: {err}")
+        message = f"internal error: {type(err).__name__}: {err}"
+    if message:
+        _report(message)
+    if "worker_launcher.audit" in sys.modules:
+        try:
+            sys.modules["worker_launcher.audit"].finish(code, message)
+        except Exception:  # an unreachable syslog never changes the outcome
+            pass
     try:
         sys.stdout.flush()
     except OSError:
@@ -130,7 +146,9 @@ def run(argv: list) -> None:
 
 def _report(message: str) -> None:
     try:
-        sys.stderr.write(f"worker-launcher: {message}\n")
+        from .errors import one_line
+
+        sys.stderr.write(f"worker-launcher: {one_line(message)}\n")
         sys.stderr.flush()
     except OSError:
         pass

@@ -1,0 +1,102 @@
+"""--check-config: the runtime pieces each verb needs, each with what to fix.
+
+A piece only some nodes need (docker on an OCI-only node, runc on a docker-only node, the
+profiler script) is a warning when absent; a piece present but unsafe is a failure.
+"""
+
+import os
+import stat
+
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+
+
+def _root_only(st) -> bool:
+    return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def program(name: str, key: str, path: str, needed_for: str) -> tuple:
+    from .trust import chain_problem
+
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return (WARN, name, f"{path} ({key}): {err.strerror}; {needed_for} will fail until it is "
+                            f"installed or {key} points at it")
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        return (FAIL, name, f"{path} ({key}) is not an executable file")
+    problem = chain_problem(path)
+    if problem or not _root_only(st):
+        return (FAIL, name, f"{path} ({key}) runs as root but could be changed by others: "
+                            f"{problem or 'make it root-owned, not group/world-writable'}")
+    return (OK, name, f"{path} is root-owned and executable")
+
+
+def profiler(cfg) -> tuple:
+    from .trust import chain_problem
+
+    path = cfg.profiler_script
+    if not path:
+        return (WARN, "profiler", "worker.profiler.script.path is not set: profile-* commands "
+                                  "will fail")
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return (FAIL, "profiler", f"{path} (worker.profiler.script.path): {err.strerror}")
+    problem = chain_problem(path)
+    if problem or not _root_only(st) or not stat.S_ISREG(st.st_mode):
+        return (FAIL, "profiler", f"{path} must be a regular file only root can change: "
+                                  f"{problem or 'chown root and chmod go-w'}")
+    return (OK, "profiler", f"{path} is root-owned, not group/world-writable")
+
+
+def run_root(cfg) -> tuple:
+    path = cfg.run_root
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return (WARN, "run-root", f"{path} does not exist yet; the first OCI launch creates it")
+    except OSError as err:
+        return (FAIL, "run-root", f"{path}: {err.strerror}")
+    if not stat.S_ISDIR(st.st_mode) or not _root_only(st):
+        return (FAIL, "run-root", f"{path} must be a root-owned directory, not group/world-"
+                                  f"writable (mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
+    return (OK, "run-root", f"{path} is root-owned, mode {stat.S_IMODE(st.st_mode):04o}")
+
+
+def kernel() -> list:
+    results = []
+    if os.path.exists("/dev/loop-control"):
+        results.append((OK, "loop", "/dev/loop-control is present"))
+    else:
+        results.append((WARN, "loop", "/dev/loop-control is missing: load the loop module "
+                                      "(modprobe loop) for the OCI runtime"))
+    try:
+        with open("/proc/filesystems", encoding="ascii") as handle:
+            known = {line.split()[-1] for line in handle if line.strip()}
+    except OSError:
+        known = set()
+    for fs in ("squashfs", "overlay"):
+        results.append((OK, fs, f"{fs} is in /proc/filesystems") if fs in known else
+                       (WARN, fs, f"{fs} is not in /proc/filesystems: modprobe {fs} for the OCI "
+                                  "runtime"))
+    return results
+
+
+def syslog_check() -> tuple:
+    from .audit import syslog_reachable
+
+    problem = syslog_reachable()
+    if problem:
+        return (WARN, "syslog", f"audit log not reachable: {problem}; start a syslog daemon")
+    return (OK, "syslog", "/dev/log accepts the audit log (authpriv)")
+
+
+def collect(cfg) -> list:
+    return [
+        program("runc", "worker.launcher.oci.runc", cfg.runc, "the OCI verbs"),
+        program("docker", "docker.binary", cfg.docker_binary, "the docker verbs"),
+        profiler(cfg),
+        run_root(cfg),
+        *kernel(),
+        syslog_check(),
+    ]
