@@ -69,6 +69,11 @@ def runc_alone(oci) -> float:
         bundle = Path(rootfs).parent / "bench-bundle"
         bundle.mkdir()
         config["root"]["path"] = rootfs
+        # the launcher binds staged copies of the sources (gone with the model); runc alone
+        # binds the model request's own paths
+        binds = [m for m in config["mounts"] if m["type"] == "bind"]
+        for mount, asked in zip(binds, model.request["ociRuntimeConfig"]["mounts"]):
+            mount["source"] = asked["source"]
         config["linux"]["cgroupsPath"] = f"/wltest-storm/{worker.container_id}"
         (bundle / "config.json").write_text(json.dumps(config))
         pid_file = bundle / "container.pid"

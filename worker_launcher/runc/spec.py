@@ -263,10 +263,10 @@ def _seccomp(value, where: str) -> None:
 
 def decode(data: bytes):
     """bytes -> the JSON document, or exit 24 naming the problem."""
-    import json
+    from ..fastjson import loads
 
     try:
-        return json.loads(data.decode("utf-8"))
+        return loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise refuse("$", "is not UTF-8") from None
     except RecursionError:

@@ -11,7 +11,7 @@ import stat
 
 from .. import privileges
 from ..errors import ExitCode, LauncherError, os_error_text
-from . import layers, mounts, spec as oci_spec
+from . import binds, layers, mounts, spec as oci_spec
 
 CONTAINER_PID = "container.pid"
 RUNC_TIMEOUT = 120
@@ -25,7 +25,7 @@ class Request:
         data = privileges.read_as_caller(config_path, oci_spec.MAX_BYTES)
         self.spec = oci_spec.parse(oci_spec.decode(data), launch.user.name)
         _check_cgroup(launch.policy, self.spec.cgroups_path)
-        self.layer_fds = []
+        self.layer_fds, self.bind_fds = [], []
         self.run_root = self.container_dir = self.bind_sources = None
 
     def resolve(self, binds: bool = True) -> "Request":
@@ -36,8 +36,8 @@ class Request:
         self.run_root = _checked_run_root(launch.config.run_root)
         self.container_dir = f"{self.run_root}/{self.spec.container_id}"
         if binds:
-            self.bind_sources = tuple(_bind_source(launch, mount, index)
-                                      for index, mount in enumerate(self.spec.mounts))
+            for index, mount in enumerate(self.spec.mounts):
+                self.bind_fds.append(_bind_source(launch, mount, index))
         return self
 
     def open_layers(self) -> list:
@@ -52,9 +52,9 @@ class Request:
         return list(zip(self.spec.layers, self.layer_fds))
 
     def close(self) -> None:
-        for fd in self.layer_fds:
+        for fd in self.layer_fds + self.bind_fds:
             os.close(fd)
-        self.layer_fds = []
+        self.layer_fds, self.bind_fds = [], []
 
 
 def _checked_run_root(run_root: str) -> str:
@@ -71,9 +71,10 @@ def _checked_run_root(run_root: str) -> str:
     return os.path.realpath(run_root)
 
 
-def _bind_source(launch, mount, index: int) -> str:
-    """The host path to bind: located with the supervisor's rights (trusted root symlinks
-    only), and allowed by the policy for the requested mode."""
+def _bind_source(launch, mount, index: int) -> int:
+    """The host object to bind, as an O_PATH fd (binds.stage pins it for runc): located with
+    the supervisor's rights (trusted root symlinks only), allowed by the policy for the
+    requested mode."""
     from ..verbs import pathwalk
 
     where = f"$.ociRuntimeConfig.mounts[{index}].source"
@@ -90,7 +91,8 @@ def _bind_source(launch, mount, index: int) -> str:
         refusal = launch.policy.bind_refusal(entry.path, mount.writable)
         if refusal:
             raise oci_spec.refuse(where, refusal)
-        return entry.path
+        with privileges.acting_as(launch.caller):
+            return pathwalk.open_entry(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     finally:
         entry.close()
 
@@ -136,8 +138,11 @@ def mount_rootfs(request: Request, undo: list) -> str:
 
 
 def _remove_tree(path: str) -> None:
+    """A container's run directory: its staged binds detached first (raises if one stays,
+    so the user's files behind it are never deleted), then the rest."""
     import shutil
 
+    binds.release(path)
     if os.path.lexists(path):
         shutil.rmtree(path)  # fd-based on Linux: never follows a symlink planted inside
 
@@ -148,6 +153,11 @@ def mount_layers_verb(launch, config_path: str) -> int:
     undo = []
     try:
         rootfs = mount_rootfs(request, undo)
+    except OSError as err:
+        _undo_all(undo)
+        raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                            f"cannot mount the root of {request.spec.container_id}: "
+                            f"{os_error_text(err)}") from None
     except BaseException:
         _undo_all(undo)
         raise
@@ -170,11 +180,17 @@ def run_oci_container(launch, workdir: str, config_path: str, artifacts_dir: str
         runc_launch.check_pid_file_absent(launch, request.spec.pid_file)
         outputs = runc_launch.open_runc_outputs(launch, artifacts_dir, request.spec.container_id)
         rootfs = mount_rootfs(request, undo)
+        request.bind_sources = binds.stage(request.container_dir, request.bind_fds, undo)
         request.close()
         runc_launch.write_configs(launch, request, rootfs, workdir)
         undo.append(lambda: runc_launch.runc_delete(launch, request.spec.container_id))
         runc_launch.runc_run(launch, request, outputs)
         runc_launch.publish_pid(launch, request)
+    except OSError as err:  # e.g. a full run root: one line, and nothing left behind
+        _undo_all(undo)
+        raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                            f"cannot launch container {request.spec.container_id}: "
+                            f"{os_error_text(err)}") from None
     except BaseException:
         _undo_all(undo)
         raise
