@@ -82,6 +82,16 @@ def kernel() -> list:
     return results
 
 
+def namespaces() -> tuple:
+    """The nsenter verb enters a container's pid and mount namespaces with setns."""
+    missing = [ns for ns in ("mnt", "pid") if not os.path.exists(f"/proc/self/ns/{ns}")]
+    if missing:
+        return (WARN, "nsenter", f"/proc/self/ns lacks {', '.join(missing)}: profile-*-container "
+                                 "needs a kernel with mount and pid namespaces")
+    return (OK, "nsenter", "mount and pid namespaces are entered with setns (nsenter.binary is "
+                           "not run)")
+
+
 def syslog_check() -> tuple:
     from .audit import syslog_reachable
 
@@ -98,5 +108,6 @@ def collect(cfg) -> list:
         profiler(cfg),
         run_root(cfg),
         *kernel(),
+        namespaces(),
         syslog_check(),
     ]

@@ -14,10 +14,12 @@ def test_runtime_pieces_are_reported(launcher):
     result = launcher.run("--check-config")
     assert result.returncode == 0, result.stdout
     found = lines(result)
-    for name in ("runc", "docker", "profiler", "run-root", "loop", "squashfs", "overlay", "syslog"):
+    for name in ("runc", "docker", "profiler", "run-root", "loop", "squashfs", "overlay", "nsenter",
+                 "syslog"):
         assert name in found, name
     assert found["runc"].startswith("ok")
     assert found["profiler"].startswith("WARN")  # not configured
+    assert found["nsenter"].startswith("ok   nsenter  mount and pid namespaces")
 
 
 def test_missing_optional_runtime_is_a_warning(launcher):
