@@ -13,9 +13,6 @@ from .. import privileges
 from ..errors import ExitCode, LauncherError, os_error_text
 from . import binds, layers, mounts, spec as oci_spec
 
-CONTAINER_PID = "container.pid"
-RUNC_TIMEOUT = 120
-
 
 class Request:
     """A validated request: the spec, its layer fds and resolved bind sources."""
@@ -106,13 +103,29 @@ def _check_cgroup(policy, cgroups_path: str) -> None:
                               f"{cgroups_path} is not below the cgroup parent {parent}")
 
 
-def _undo_all(undo: list) -> None:
-    while undo:
-        step = undo.pop()
-        try:
-            step()
-        except (OSError, LauncherError):
-            pass  # keep undoing; reap-layers cleans what is left
+class Undo(list):
+    """The undo steps of a launch, run newest first when the body fails (whatever the
+    failure, so nothing is left behind); an OSError, e.g. a full run root, becomes one line."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            return False
+        while self:
+            try:
+                self.pop()()
+            except (OSError, LauncherError):
+                pass  # keep undoing; reap-layers cleans what is left
+        if issubclass(kind, OSError):
+            raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                                f"cannot {self.what}: {os_error_text(error)}") from None
+        return False
 
 
 def mount_rootfs(request: Request, undo: list) -> str:
@@ -150,17 +163,9 @@ def _remove_tree(path: str) -> None:
 def mount_layers_verb(launch, config_path: str) -> int:
     """`mount-layers <oci-config.json>`: mount the container's root and print its path."""
     request = Request(launch, config_path).resolve(binds=False)
-    undo = []
     try:
-        rootfs = mount_rootfs(request, undo)
-    except OSError as err:
-        _undo_all(undo)
-        raise LauncherError(ExitCode.OCI_RUN_FAILED,
-                            f"cannot mount the root of {request.spec.container_id}: "
-                            f"{os_error_text(err)}") from None
-    except BaseException:
-        _undo_all(undo)
-        raise
+        with Undo(f"mount the root of {request.spec.container_id}") as undo:
+            rootfs = mount_rootfs(request, undo)
     finally:
         request.close()
     print(rootfs)
@@ -175,25 +180,18 @@ def run_oci_container(launch, workdir: str, config_path: str, artifacts_dir: str
     request = Request(launch, config_path)
     prepare_workdir(launch, workdir)
     request.resolve()
-    undo = []
     try:
-        runc_launch.check_pid_file_absent(launch, request.spec.pid_file)
-        outputs = runc_launch.open_runc_outputs(launch, artifacts_dir, request.spec.container_id)
-        rootfs = mount_rootfs(request, undo)
-        request.bind_sources = binds.stage(request.container_dir, request.bind_fds, undo)
-        request.close()
-        runc_launch.write_configs(launch, request, rootfs, workdir)
-        undo.append(lambda: runc_launch.runc_delete(launch, request.spec.container_id))
-        runc_launch.runc_run(launch, request, outputs)
-        runc_launch.publish_pid(launch, request)
-    except OSError as err:  # e.g. a full run root: one line, and nothing left behind
-        _undo_all(undo)
-        raise LauncherError(ExitCode.OCI_RUN_FAILED,
-                            f"cannot launch container {request.spec.container_id}: "
-                            f"{os_error_text(err)}") from None
-    except BaseException:
-        _undo_all(undo)
-        raise
+        with Undo(f"launch container {request.spec.container_id}") as undo:
+            runc_launch.check_pid_file_absent(launch, request.spec.pid_file)
+            outputs = runc_launch.open_runc_outputs(launch, artifacts_dir,
+                                                    request.spec.container_id)
+            rootfs = mount_rootfs(request, undo)
+            request.bind_sources = binds.stage(request.container_dir, request.bind_fds, undo)
+            request.close()
+            runc_launch.write_configs(launch, request, rootfs, workdir)
+            undo.append(lambda: runc_launch.runc_delete(launch, request.spec.container_id))
+            runc_launch.runc_run(launch, request, outputs)
+            runc_launch.publish_pid(launch, request)
     finally:
         request.close()
     return ExitCode.OK
