@@ -13,8 +13,12 @@
  *     AT_SECURE, so nothing of the caller's environment may reach it);
  *   - umask, signal dispositions and the signal mask are reset, core dumps are
  *     disabled, the cwd becomes "/";
- *   - soft rlimits the caller lowered are raised back to their hard limits
- *     (a caller can do that itself, so this grants nothing).
+ *   - soft resource limits are set to what the launcher needs for its own work,
+ *     within the caller's hard limits, which are never changed; hard limits too
+ *     small for that work (e.g. RLIMIT_FSIZE 0, which would kill it with SIGXFSZ
+ *     half-way through a set-up) are refused with one clear line, exit 20. The
+ *     caller's soft limits go to the core in WL_CALLER_RLIMITS, which restores
+ *     them right before it execs a worker or profiler (see own_limits).
  *
  * The interpreter, the entry script and the config path are fixed at build
  * time (see Makefile); no caller input selects any of them.
@@ -88,21 +92,70 @@ static void reset_signals(void)
     }
 }
 
+#define MIB ((rlim_t)1024 * 1024)
+#define SOFT_ZERO ((rlim_t)-2) /* core dumps: soft limit 0, whatever the hard limit */
+
+/* The soft limits the launcher runs with (at most the caller's hard limit, which is never
+ * changed: raising it would need CAP_SYS_RESOURCE, which root may lack, and lowering it
+ * would stop the worker getting the caller's limits back), and the least hard limit it
+ * can do its work with: below that it refuses to start rather than be killed half-way
+ * (SIGXFSZ, SIGXCPU, SIGSEGV) with a set-up half done. Other limits stay the caller's. */
+static const struct {
+    int resource;
+    const char *name;
+    rlim_t soft;
+    rlim_t least_hard;
+} own_limits[] = {
+    { RLIMIT_NOFILE, "NOFILE", 4096, 64 },
+    { RLIMIT_FSIZE, "FSIZE", RLIM_INFINITY, 64 * MIB },
+    { RLIMIT_STACK, "STACK", 8 * MIB, 1 * MIB },
+    { RLIMIT_AS, "AS", RLIM_INFINITY, 512 * MIB },
+    { RLIMIT_DATA, "DATA", RLIM_INFINITY, 256 * MIB },
+    { RLIMIT_CPU, "CPU", RLIM_INFINITY, 60 },
+    { RLIMIT_CORE, "CORE", SOFT_ZERO, 0 },
+};
+#define N_LIMITS (sizeof own_limits / sizeof own_limits[0])
+/* "WL_CALLER_RLIMITS=<resource>=<soft>,..." ("inf" for RLIM_INFINITY): the caller's soft
+ * limits, which the core restores right before it execs a worker or profiler. */
+static char caller_limits[32 + N_LIMITS * 32];
+
+static int append_limit(size_t *used, int resource, rlim_t soft)
+{
+    char soft_text[24] = "inf";
+    if (soft != RLIM_INFINITY)
+        snprintf(soft_text, sizeof soft_text, "%llu", (unsigned long long)soft);
+    int n = snprintf(caller_limits + *used, sizeof caller_limits - *used, "%s%d=%s",
+                     *used > sizeof "WL_CALLER_RLIMITS=" - 1 ? "," : "", resource, soft_text);
+    if (n < 0 || (size_t)n >= sizeof caller_limits - *used)
+        return -1;
+    *used += (size_t)n;
+    return 0;
+}
+
 static void reset_limits(void)
 {
-    static const int raise_to_hard[] = { RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_STACK,
-                                         RLIMIT_AS, RLIMIT_DATA, RLIMIT_CPU };
-    struct rlimit rl;
-    for (size_t i = 0; i < sizeof raise_to_hard / sizeof raise_to_hard[0]; i++) {
-        if (getrlimit(raise_to_hard[i], &rl) != 0)
+    size_t used = (size_t)snprintf(caller_limits, sizeof caller_limits, "WL_CALLER_RLIMITS=");
+    for (size_t i = 0; i < N_LIMITS; i++) {
+        struct rlimit rl;
+        if (getrlimit(own_limits[i].resource, &rl) != 0)
             die("getrlimit");
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(raise_to_hard[i], &rl) != 0)
+        if (append_limit(&used, own_limits[i].resource, rl.rlim_cur) != 0) {
+            errno = ENAMETOOLONG;
+            die("cannot record the caller's resource limits");
+        }
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < own_limits[i].least_hard) {
+            dprintf(2, "worker-launcher: the hard RLIMIT_%s of the caller is %llu, below the "
+                       "%llu the launcher needs; raise it for the supervisor account\n",
+                    own_limits[i].name, (unsigned long long)rl.rlim_max,
+                    (unsigned long long)own_limits[i].least_hard);
+            _exit(EXIT_SETUP);
+        }
+        rlim_t soft = own_limits[i].soft == SOFT_ZERO ? 0 : own_limits[i].soft;
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && (soft == RLIM_INFINITY || soft > rl.rlim_max)
+                          ? rl.rlim_max : soft;
+        if (setrlimit(own_limits[i].resource, &rl) != 0)
             die("setrlimit");
     }
-    rl.rlim_cur = rl.rlim_max = 0;
-    if (setrlimit(RLIMIT_CORE, &rl) != 0)
-        die("cannot disable core dumps");
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         die("cannot disable core dumps");
 }
@@ -119,19 +172,20 @@ int main(int argc, char **argv)
         dprintf(2, "worker-launcher: too many arguments (%d, at most %d)\n", argc, MAX_ARGS);
         return EXIT_USAGE;
     }
+    reset_limits(); /* first: close_other_fds' fallback loop goes up to RLIMIT_NOFILE */
     close_other_fds();
     reset_signals();
-    reset_limits();
     umask(022);
     if (chdir("/") != 0)
         die("cannot change directory to /");
 
-    static char *const clean_env[] = {
+    char *const clean_env[] = {
         "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
         "LC_ALL=C.UTF-8",
+        caller_limits,
         NULL,
     };
-    char *py_argv[MAX_ARGS + 8];
+    static char *py_argv[MAX_ARGS + 8]; /* static: 32 KiB would not fit a tiny caller stack */
     int n = 0;
     /* An absolute argv[0]: CPython derives sys.executable from argv[0] (searching PATH
      * when it is a bare name), and nothing of that should depend on a name. */

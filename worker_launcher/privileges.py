@@ -32,15 +32,18 @@ class Identity(tuple):
         return cls(uid, gid, tuple(sorted(set(os.getgrouplist(name, gid)))))
 
 
-_state = {"caller": None, "privileged": False}
+_state = {"caller": None, "privileged": False, "limits": ()}
+CALLER_LIMITS_VARIABLE = "WL_CALLER_RLIMITS"  # set by the stub, never by the caller
 
 
 def start() -> Identity:
-    """Record who called us; take full root when running setuid root."""
+    """Record who called us and the resource limits they had (which the stub replaced by
+    the launcher's own); take full root when running setuid root."""
     ruid, _, _ = os.getresuid()
     rgid, _, _ = os.getresgid()
     caller = Identity(ruid, rgid, tuple(sorted(set(os.getgroups()) | {rgid})))
     _state["caller"] = caller
+    _state["limits"] = parse_caller_limits(os.environ.pop(CALLER_LIMITS_VARIABLE, ""))
     _state["privileged"] = os.geteuid() == 0
     if _state["privileged"]:
         os.setresgid(0, 0, 0)
@@ -146,3 +149,38 @@ def read_as_caller(path: str, limit: int) -> bytes:
     if total > limit:
         raise LauncherError(ExitCode.CANNOT_READ_FILE, f"{path} is larger than {limit} bytes")
     return b"".join(chunks)
+
+
+def parse_caller_limits(text: str) -> tuple:
+    """((resource, soft), ...) from the stub's "<resource>=<soft>,..." ("inf" for unlimited,
+    given as -1); () when empty or malformed. Pure."""
+    limits = []
+    for item in text.split(",") if text else ():
+        resource, _, soft = item.partition("=")
+        try:
+            pair = (int(resource, 10), -1 if soft == "inf" else int(soft, 10))
+        except ValueError:
+            return ()
+        if pair[0] < 0 or pair[1] < -1:
+            return ()
+        limits.append(pair)
+    return tuple(limits)
+
+
+def restore_caller_process_state() -> None:
+    """Right before exec'ing the user's program (after `become`): give it the soft resource
+    limits its caller had (the stub changed only soft limits, within the unchanged hard
+    ones, so no privilege is needed) and the default dispositions of SIGPIPE and SIGXFSZ,
+    which CPython ignores."""
+    import resource
+    import signal
+
+    for number, soft in _state["limits"]:
+        try:
+            resource.setrlimit(number, (soft, resource.getrlimit(number)[1]))
+        except (OSError, ValueError) as err:
+            reason = os_error_text(err) if isinstance(err, OSError) else err
+            raise LauncherError(ExitCode.INITIALIZE_USER_FAILED,
+                                f"cannot restore the caller's resource limit {number}: {reason}") from None
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)

@@ -37,7 +37,7 @@ def prepare_workdir(launch, workdir: str) -> None:
     """The workdir step of `worker` and the container verbs: `workdir` recursively as
     artifacts-dir, and `workdir/tmp` (created if missing) the same but without setgid on
     its directories, so profiling tools in a container can use it. Raises LauncherError."""
-    entry = locate_confined(launch, workdir)
+    entry = locate_confined(launch, workdir, owned=True)
     try:
         fd = _open_top(entry, workdir, directory_only=True)
         try:
@@ -73,9 +73,10 @@ def rmr(launch, path: str) -> int:
 
 
 # --- locating and opening --------------------------------------------------------------
-def locate_confined(launch, path: str) -> pathwalk.Entry:
+def locate_confined(launch, path: str, owned: bool = False) -> pathwalk.Entry:
     """Locate `path` as the supervisor account and check the policy allows directory verbs
-    on the result. A missing path comes back with entry.st None."""
+    on the result (and, if `owned`, who owns it: see _owner_refusal). A missing path comes
+    back with entry.st None."""
     from ..policy import normalize
 
     normal = normalize(path)
@@ -90,11 +91,27 @@ def locate_confined(launch, path: str) -> pathwalk.Entry:
         if refusal:  # rather than what the caller could not reach there
             raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal) from None
         raise
-    refusal = launch.policy.directory_refusal(entry.path)
+    refusal = launch.policy.directory_refusal(entry.path) or (owned and _owner_refusal(launch, entry))
     if refusal:
         entry.close()
         raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal)
     return entry
+
+
+def _owner_refusal(launch, entry: pathwalk.Entry) -> str | None:
+    """The set-up verbs (which chown as root; rmr works with the user's rights) act only
+    on what Storm's supervisor creates: an entry of the
+    supervisor account's (or, from an earlier run, of the user's). Otherwise a compromised
+    supervisor account could have root's or another account's directory given to a user:
+    anything it can name without a policy (a home, /srv, /var/spool/cron), root-owned
+    entries below the storm directories with one."""
+    if entry.st is None:
+        return None
+    owner = entry.st.st_uid
+    if owner in (launch.caller.uid, launch.user.identity.uid):
+        return None
+    return (f"{entry.path} belongs to uid {owner}; directory verbs act only on entries of "
+            f"the supervisor account or of {launch.user.name}")
 
 
 def _open_top(entry: pathwalk.Entry, path: str, directory_only: bool) -> int:
@@ -118,7 +135,7 @@ def _rule(launch, user_writable: bool, setgid_dirs: bool = True) -> dirtree.Rule
 
 
 def _set_up(launch, path: str, user_writable: bool) -> int:
-    entry = locate_confined(launch, path)
+    entry = locate_confined(launch, path, owned=True)
     try:
         fd = _open_top(entry, path, directory_only=False)
         try:

@@ -87,7 +87,10 @@ def status_uids(status_text: str) -> tuple:
     """The four uids (real, effective, saved, fs) of /proc/<pid>/status. Pure."""
     for line in status_text.splitlines():
         if line.startswith("Uid:"):
-            return tuple(int(v) for v in line.split()[1:5])
+            values = line.split()[1:5]
+            if len(values) == 4 and all(v.isascii() and v.isdigit() for v in values):
+                return tuple(int(v) for v in values)
+            return ()
     return ()
 
 
@@ -103,6 +106,8 @@ def enter(launch, pid: int, command_file: str) -> int:
                       "profiler command", ExitCode.CANNOT_READ_FILE)
     mnt_fd, pid_fd = open_container_namespaces(launch, pid)
     from .. import kernel
+    import resource  # noqa: F401  used after setns by restore_caller_process_state, where
+    import signal  # noqa: F401  the container's file system has no Python library
 
     try:
         # Safe: the namespaces belong to a container process of the user (checked above);
@@ -143,6 +148,7 @@ def _exec_profiler(launch, profiler: str, args: list) -> None:
     try:
         _check_profiler(profiler)  # as seen inside the container
         privileges.become(launch.user.identity)
+        privileges.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
         os.umask(PROFILER_UMASK)
         os.chdir("/")
         launch.before_exec()

@@ -41,9 +41,13 @@ def signal(launch, pid_text: str, signal_text: str) -> int:
 
 
 def send(pid: int, number: int) -> int:
-    """Signal group -pid if it exists, else pid. No such process: exit 9; refused: exit 8."""
+    """Signal group -pid if it exists, else pid. No such process: exit 9; refused: exit 8.
+    Never kill(-1, ...): for pid 1 that would not mean "group 1" but every process the user
+    may signal, so pid 1 is only ever the process 1 (which the user may not signal)."""
     target = -pid
     try:
+        if pid == 1:
+            raise ProcessLookupError
         os.kill(-pid, 0)
     except OSError:
         try:

@@ -52,6 +52,7 @@ def exec_script(launch, workdir: str, script: str) -> int:
         raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
                             f"cannot change directory to {workdir}: {os_error_text(err)}") from None
     os.close(workdir_fd)
+    privileges.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
     launch.before_exec()
     try:
         os.execv(target, [target])  # Storm: execlp(dest, dest, NULL)
