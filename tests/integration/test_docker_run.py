@@ -104,3 +104,24 @@ def test_planted_cidfile_symlink_is_not_followed(dstorm):
     assert victim.read_text() == "root's\n"
     assert not (workdir / "container.cid").is_symlink()
     assert (workdir / "container.cid").read_text() == result.stdout.strip()
+
+
+def test_staging_of_a_killed_launch_is_cleared_by_the_next(dstorm, tmp_path):
+    """A docker-run killed -9 between staging and docker leaves a staged bind mounted; the
+    next docker-run detaches and removes it (its pid is gone)."""
+    import subprocess
+
+    staging = dstorm.launcher.run_root / "docker"
+    staging.mkdir(mode=0o700, exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = staging / f"8198e1f0-f323-4b9d-8625-e4fd640cd058.{dead.pid}.0badf00d"
+    abandoned.mkdir(mode=0o700)
+    source = tmp_path / "source"
+    source.mkdir()
+    (abandoned / "0").mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(abandoned / "0")], check=True)
+    _launch(dstorm)
+    assert not abandoned.exists()
+    assert str(abandoned) not in open("/proc/self/mountinfo").read()
+    assert source.exists()  # the staged source itself is untouched

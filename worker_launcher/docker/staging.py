@@ -53,7 +53,10 @@ class Staging:
     `close` detaches every mount and removes everything, whatever happened before."""
 
     def __init__(self, launch, name: str):
-        self.path = f"{private_directory(launch)}/{name}-{os.urandom(4).hex()}"
+        directory = private_directory(launch)
+        remove_abandoned(directory)
+        # <worker id>.<our pid>.<random>: a later call can tell a launch that was killed
+        self.path = f"{directory}/{name}.{os.getpid()}.{os.urandom(4).hex()}"
         self.mounts = []
         try:
             os.mkdir(self.path, 0o700)
@@ -91,20 +94,40 @@ class Staging:
             return None
 
     def close(self) -> None:
-        from .. import kernel
+        clear(self.path)
 
-        for target in self.mounts:
-            try:
-                kernel.umount2(target, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
-            except OSError:
-                pass
-        for name in os.listdir(self.path):
-            entry = f"{self.path}/{name}"
-            try:
-                os.rmdir(entry) if os.path.isdir(entry) else os.unlink(entry)
-            except OSError:
-                pass
+
+def clear(path: str) -> None:
+    """Detach every staged mount in `path` and remove it. Only entries a Staging created:
+    mount points and the cid file, nothing of the user's (rmdir, never a recursive delete)."""
+    from .. import kernel
+
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        entry = f"{path}/{name}"
         try:
-            os.rmdir(self.path)
+            kernel.umount2(entry, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
+        except OSError:
+            pass  # not a mount point (the cid file), or already detached
+        try:
+            os.rmdir(entry) if os.path.isdir(entry) else os.unlink(entry)
         except OSError:
             pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def remove_abandoned(directory: str) -> None:
+    """Staging left by a docker-run that was killed (its pid is gone): cleared, so a kill -9
+    leaves no mount behind for long."""
+    for name in os.listdir(directory):
+        parts = name.rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if int(parts[1]) != os.getpid() and not os.path.exists(f"/proc/{parts[1]}"):
+            clear(f"{directory}/{name}")
