@@ -5,7 +5,8 @@ from .errors import ExitCode, LauncherError
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 # Storm's --checksetup exits 22 for a bad binary, 24 for a bad config.
 EXIT_FOR_CHECK = {"code": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
-                  "binary": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS}
+                  "binary": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
+                  "setuid": ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS}
 
 
 class Result(tuple):
@@ -19,6 +20,15 @@ class Result(tuple):
     status = property(lambda self: self[0])
     name = property(lambda self: self[1])
     detail = property(lambda self: self[2])
+
+
+def _privilege_check() -> Result:
+    from . import privileges
+
+    if privileges.privileged():
+        return Result(OK, "setuid", "running with root privileges")
+    return Result(FAIL, "setuid", "not running with root privileges: the setuid bit of the "
+                                  "binary is missing or ignored (a nosuid mount, no_new_privs)")
 
 
 def _code_checks() -> list:
@@ -74,7 +84,7 @@ def collect() -> list:
     from . import runtime_checks
 
     config_results, cfg = _config_checks()
-    results = _code_checks() + config_results
+    results = [_privilege_check()] + _code_checks() + config_results
     if cfg is not None:
         results += [Result(*item) for item in runtime_checks.collect(cfg)]
     return results

@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+
+from conftest import GROUP, SUPERVISOR
 
 import pytest
 
@@ -64,3 +67,14 @@ def test_json_form(launcher):
 def test_unknown_option_exits_1(launcher):
     result = launcher.run("--check-config", "--yaml")
     assert result.returncode == 1
+
+
+def test_ignored_setuid_bit_fails(launcher):
+    # no_new_privs makes the kernel ignore the setuid bit: the launcher runs as the caller
+    result = subprocess.run(["setpriv", f"--reuid={SUPERVISOR}", f"--regid={GROUP}",
+                             "--init-groups", "--no-new-privs", "--", str(launcher.binary),
+                             "--check-config"], capture_output=True, text=True, cwd="/",
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 22, result.stdout
+    assert "FAIL setuid   not running with root privileges" in result.stdout
+    assert "ok   setuid   running with root privileges" in launcher.run("--check-config").stdout
