@@ -81,13 +81,25 @@ def test_user_swapping_entries_for_symlinks_during_set_up(launcher, storm, victi
     swapping = [racers(USER, _swap_loop(workdir, "entry", target, make)),
                 racers(USER, _swap_loop(workdir, "tmp", victims.bob, "dir"))]
     before = victims.state()
+    assert _planted(workdir / "entry.link", workdir / "entry")  # the race is on before we start
     for _ in range(ROUNDS):
         args = [workdir, script] if verb == "worker" else [workdir]
         result = launcher.run(USER, verb, *args)
         assert result.returncode in (0, 20, 21), result.stderr
         assert victims.state() == before
     assert all(racer.proc.poll() is None for racer in swapping)  # raced all along
-    assert (workdir / "entry.link").is_symlink() or (workdir / "entry").is_symlink()
+
+
+def _planted(*candidates, timeout: float = 10.0) -> bool:
+    """Wait until the racer (a freshly started Python) has planted one of its symlinks."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(path.is_symlink() for path in candidates):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_user_swapping_directories_for_symlinks_during_rmr(launcher, storm, victims, racers):
