@@ -9,7 +9,6 @@ Targets: warm launch at most +40 ms over runc alone; reap of 200 stale layers un
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SUPERVISOR, TEST_ROOT, require
+from conftest import SUPERVISOR, require
 from integration.stormdirs import USER, gid_of_group, uid_of
 from rootfs import busybox_available, make_rootfs
 

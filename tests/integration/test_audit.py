@@ -112,7 +112,7 @@ def test_invalid_user_is_logged(launcher, receiver):
 
 
 def test_control_characters_cannot_forge_log_lines(launcher, receiver):
-    result = run_logged(launcher, receiver, "wlalice", "rmr", "/tmp/x\nFAKE : USER=root")
+    run_logged(launcher, receiver, "wlalice", "rmr", "/tmp/x\nFAKE : USER=root")
     _, text = parse(receiver.lines("FAKE")[0])
     assert "\n" not in text and "/tmp/x\\nFAKE" in text
 

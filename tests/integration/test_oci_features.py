@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import GROUP, SUPERVISOR
+from conftest import SUPERVISOR
 from integration.ocienv import (image, loops_backed_by, mounted_under, oci,  # noqa: F401
-                               runc_binary, runc_ids)
+                               runc_ids)
 from integration.stormdirs import USER, gid_of_group, storm, uid_of  # noqa: F401
 
 

@@ -5,7 +5,7 @@ import stat
 
 from integration.ocienv import (LAYER_MARK, image, loops_backed_by, mounted_under, oci,  # noqa: F401
                                runc_ids)
-from integration.stormdirs import USER, gid_of_group, storm, uid_of  # noqa: F401
+from integration.stormdirs import USER, storm, uid_of  # noqa: F401
 
 PROBE = (
     "id -u > $WORKDIR/uid.out\n"

@@ -66,19 +66,13 @@ class Staging:
         self.cidfile = f"{self.path}/container.cid"
 
     def bind(self, fd: int, real: str) -> str:
-        """Bind-mount the object behind `fd` onto a new staging path; returns that path."""
-        from .. import kernel
+        """Bind-mount the object behind `fd` onto a new staging path; returns that path.
+        docker applies its own ro/rw on top."""
+        from .. import pinned
 
         target = f"{self.path}/{len(self.mounts)}"
         try:
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                os.mkdir(target, 0o700)
-            else:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                 0o600))
-            # Safe: the source is the object the policy allowed (pinned by fd), the target a
-            # fresh entry in a root-only directory; docker applies its own ro/rw on top.
-            kernel.mount(f"/proc/self/fd/{fd}", target, None, kernel.MS_BIND | kernel.MS_REC)
+            pinned.bind_fd(fd, target)
         except OSError as err:
             raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                                 f"cannot stage the bind source {real}: {os_error_text(err)}"
@@ -98,28 +92,11 @@ class Staging:
 
 
 def clear(path: str) -> None:
-    """Detach every staged mount in `path` and remove it. Only entries a Staging created:
-    mount points and the cid file, nothing of the user's (rmdir, never a recursive delete)."""
-    from .. import kernel
+    """Detach every staged mount in `path` and remove it; what cannot go is left for the
+    next call (nothing of the user's is ever deleted: no recursive removal)."""
+    from .. import pinned
 
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in names:
-        entry = f"{path}/{name}"
-        try:
-            kernel.umount2(entry, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
-        except OSError:
-            pass  # not a mount point (the cid file), or already detached
-        try:
-            os.rmdir(entry) if os.path.isdir(entry) else os.unlink(entry)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+    pinned.release(path)
 
 
 def remove_abandoned(directory: str) -> None:

@@ -8,56 +8,30 @@ is given that root-only path instead: what runc binds is exactly what was checke
 """
 
 import os
-import stat
 
-from .. import kernel
-from ..errors import ExitCode, LauncherError, os_error_text
+from .. import pinned
+from ..errors import ExitCode, LauncherError
 
 BINDS = "binds"
 
 
 def stage(container_dir: str, source_fds: list, undo: list) -> tuple:
-    """Bind every source fd onto <container_dir>/binds/<n>; returns those paths in order.
-    Safe: the mount source is /proc/self/fd/<fd>, the very object checked by the policy (the
-    kernel follows that magic link to the open file, not to any path), and the target is a
-    fresh root-owned entry in the root-only container directory."""
+    """Bind every source fd onto <container_dir>/binds/<n> (pinned.bind_fd, in the root-only
+    container directory); returns those paths in order."""
     top = f"{container_dir}/{BINDS}"
     os.mkdir(top, 0o700)
     undo.append(lambda: release(container_dir))
     targets = []
     for index, fd in enumerate(source_fds):
-        target = f"{top}/{index}"
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            os.mkdir(target, 0o700)
-        else:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o600))
-        kernel.mount(f"/proc/self/fd/{fd}", target, None, kernel.MS_BIND | kernel.MS_REC)
-        targets.append(target)
+        pinned.bind_fd(fd, f"{top}/{index}")
+        targets.append(f"{top}/{index}")
     return tuple(targets)
 
 
 def release(container_dir: str) -> None:
     """Detach and remove every staged bind of a container. Raises if one cannot be removed,
     so the caller never deletes the container directory through a bind still mounted (that
-    would delete the user's files). Safe: UMOUNT_NOFOLLOW on entries of our own directory."""
-    top = f"{container_dir}/{BINDS}"
-    try:
-        names = os.listdir(top)
-    except FileNotFoundError:
-        return
-    for name in names:
-        target = f"{top}/{name}"
-        try:
-            kernel.umount2(target, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
-        except OSError:
-            pass  # not mounted (a launch killed before its mount): removal below decides
-        try:
-            if stat.S_ISDIR(os.lstat(target).st_mode):
-                os.rmdir(target)  # fails on anything still mounted or not empty: nothing lost
-            else:
-                os.unlink(target)
-        except OSError as err:
-            raise LauncherError(ExitCode.OCI_REAP_FAILED,
-                                f"cannot remove bind {target}: {os_error_text(err)}") from None
-    os.rmdir(top)
+    would delete the user's files)."""
+    problems = pinned.release(f"{container_dir}/{BINDS}")
+    if problems:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED, problems[0])

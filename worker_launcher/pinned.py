@@ -1,0 +1,56 @@
+"""Bind mounts pinned by file descriptor: the one way docker and runc get bind sources.
+
+dockerd and runc resolve a bind source path themselves, as root, some time after the
+launcher checked it; the supervisor or a user could swap a component for a symlink in
+between. So each source is opened once, the policy judges the object behind that fd, and
+that very object is bind-mounted onto a fresh entry of a root-only directory; docker or runc
+is given that path.
+"""
+
+import os
+import stat
+
+from . import kernel
+from .errors import os_error_text
+
+
+def bind_fd(fd: int, target: str) -> None:
+    """Bind the object behind `fd` onto `target`, a new entry created here.
+
+    Safe: the mount source is /proc/self/fd/<fd>, which the kernel follows to the open file,
+    not to any path; the target is created afresh (O_EXCL, mkdir) in a root-only directory."""
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.mkdir(target, 0o700)
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(target, flags, 0o600))
+    kernel.mount(f"/proc/self/fd/{fd}", target, None, kernel.MS_BIND | kernel.MS_REC)
+
+
+def release(directory: str) -> list:
+    """Detach and remove every entry of `directory`, then the directory; returns what could
+    not be removed. Entries go by rmdir or unlink only, never recursively, so a bind that is
+    somehow still mounted loses nothing of what it shows. UMOUNT_NOFOLLOW throughout."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    problems = []
+    for name in names:
+        target = f"{directory}/{name}"
+        try:
+            kernel.umount2(target, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
+        except OSError:
+            pass  # not a mount point (a cid file, a launch killed before mounting)
+        try:
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                os.rmdir(target)
+            else:
+                os.unlink(target)
+        except OSError as err:
+            problems.append(f"cannot remove {target}: {os_error_text(err)}")
+    try:
+        os.rmdir(directory)
+    except OSError as err:
+        problems.append(f"cannot remove {directory}: {os_error_text(err)}")
+    return problems
