@@ -88,16 +88,25 @@ def binary_problem(path: str, group_gid: int) -> str | None:
     return None
 
 
+_checked = {"modules": set(), "dirs": set()}  # found safe already in this run
+
+
 def code_problems() -> list[str]:
-    """Every sys.path entry and every loaded module file must be changeable by root alone."""
+    """Every sys.path entry and every loaded module file must be changeable by root alone.
+    A second call (after a command's modules were imported) checks only what is new."""
     problems = []
-    checked_dirs = set()
+    checked_dirs = _checked["dirs"]
     for entry in sys.path:
+        if entry in checked_dirs:
+            continue
         problem = chain_problem(entry or ".")
         if problem:
             problems.append(f"module search path {entry!r}: {problem}")
         checked_dirs.add(entry)
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
+        if name in _checked["modules"]:
+            continue
+        _checked["modules"].add(name)
         for attribute in ("__file__", "__cached__"):
             filename = getattr(module, attribute, None)
             if not isinstance(filename, str):

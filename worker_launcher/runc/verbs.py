@@ -152,12 +152,38 @@ def mount_rootfs(request: Request, undo: list) -> str:
 
 def _remove_tree(path: str) -> None:
     """A container's run directory: its staged binds detached first (raises if one stays,
-    so the user's files behind it are never deleted), then the rest."""
-    import shutil
+    so the user's files behind it are never deleted), then the rest, by unlinkat relative
+    to directory fds: no symlink followed, no other file system (a root still mounted)
+    entered."""
+    from ..verbs import dirtree
 
     binds.release(path)
-    if os.path.lexists(path):
-        shutil.rmtree(path)  # fd-based on Linux: never follows a symlink planted inside
+    try:
+        fd = os.open(path, dirtree.DIR_READ_FLAGS)
+    except FileNotFoundError:
+        return
+    errors = []
+    try:
+        dirtree.remove_below(fd, path, errors, _open_subdir)
+    finally:
+        os.close(fd)
+    if not errors:
+        try:
+            os.rmdir(path)
+        except OSError as err:
+            errors.append(f"cannot remove {path}: {os_error_text(err)}")
+    if errors:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED, errors[0])
+
+
+def _open_subdir(parent_fd: int, name: str, where: str):
+    from ..verbs import dirtree
+
+    try:
+        fd = os.open(name, dirtree.DIR_READ_FLAGS, dir_fd=parent_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return fd, os.fstat(fd)
 
 
 def mount_layers_verb(launch, config_path: str) -> int:
