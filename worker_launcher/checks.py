@@ -44,15 +44,15 @@ def _config_checks() -> tuple:
     """(results, the parsed config or None)."""
     import grp
 
-    from . import _build, config, policy, trust
+    from . import _build, policy, trust
+    from .main import read_config
 
     results = []
     try:
-        resolved, text = trust.read_root_file(_build.CONF_PATH, "config file",
-                                              config.MAX_CONFIG_BYTES, ExitCode.INVALID_CONFIG_FILE)
-        cfg = config.parse(text, resolved)
+        cfg = read_config()
     except LauncherError as err:
         return [Result(FAIL, "config", err.message)], None
+    resolved = cfg.path
     results.append(Result(OK, "config", f"{resolved} is root-owned and parses"))
     for key in cfg.unknown_keys:
         results.append(Result(WARN, "config", f"unknown key {key} in {resolved} is ignored"))

@@ -50,15 +50,23 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def load_config():
-    """Read and check worker-launcher.cfg, the launcher group and the binary."""
-    import grp
-
+def read_config():
+    """worker-launcher.cfg at the build-time path: root-owned all the way up, parsed."""
     from . import _build, config, trust
 
     resolved, text = trust.read_root_file(_build.CONF_PATH, "config file", config.MAX_CONFIG_BYTES,
                                           ExitCode.INVALID_CONFIG_FILE)
-    cfg = config.parse(text, resolved)
+    return config.parse(text, resolved)
+
+
+def load_config():
+    """Read and check worker-launcher.cfg, the launcher group and the binary."""
+    import grp
+
+    from . import _build, trust
+
+    cfg = read_config()
+    resolved = cfg.path
     try:
         group_gid = grp.getgrnam(cfg.group).gr_gid
     except KeyError:
