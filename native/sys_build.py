@@ -1,7 +1,7 @@
-"""cffi (API mode) build of worker_launcher._sys: the raw mount, setns and loop-device calls.
+"""cffi (API mode) build of worker_launcher.privileged._sys: the raw mount, setns and loop-device calls.
 
 Run by the Makefile: python3 sys_build.py <output directory>. The public wrapper that raises
-OSError with context is worker_launcher/kernel.py.
+OSError with context is worker_launcher/privileged/kernel.py.
 """
 
 import sys
@@ -110,7 +110,7 @@ static int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint3
 def main(out_dir: str) -> None:
     builder = cffi.FFI()
     builder.cdef(CDEF)
-    builder.set_source("worker_launcher._sys", SOURCE,
+    builder.set_source("worker_launcher.privileged._sys", SOURCE,
                        extra_compile_args=["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
                        extra_link_args=["-Wl,-z,relro,-z,now"])
     builder.compile(tmpdir=out_dir, verbose=False)

@@ -1,8 +1,90 @@
 """The fixed set of commands: our verb names, Storm's names, argument lists and handlers.
 
-A handler is "module:function" under worker_launcher; it is imported only when its command
-runs, and called as function(launch, *args) with a Launch context. Verb issues add rows here.
+Each handler below imports its verb module only when its command runs (start-up stays lean)
+and calls it as function(launch, *args) with a launch.Launch context. A unit test imports
+every handler's module and checks each row's argument count against the verb's signature.
 """
+
+
+def _mount_layers(launch, config):
+    from .oci.verbs import mount_layers_verb
+    return mount_layers_verb(launch, config)
+
+
+def _run_oci_container(launch, workdir, config, artifacts):
+    from .oci.verbs import run_oci_container
+    return run_oci_container(launch, workdir, config, artifacts)
+
+
+def _reap_oci_container(launch, container_id, keep):
+    from .oci.verbs import reap_oci_container
+    return reap_oci_container(launch, container_id, keep)
+
+
+def _docker_run(launch, workdir, command_file):
+    from .docker.run import docker_run
+    return docker_run(launch, workdir, command_file)
+
+
+def _launch_docker_container(launch, workdir, command_file):
+    from .docker.run import launch_docker_container
+    return launch_docker_container(launch, workdir, command_file)
+
+
+def _run_docker_cmd(launch, workdir, command_file):
+    from .docker.run import run_docker_cmd
+    return run_docker_cmd(launch, workdir, command_file)
+
+
+def _nsenter(launch, target, command_file):
+    if target.isdigit():
+        return _profile_oci_container(launch, target, command_file)
+    return _profile_docker_container(launch, target, command_file)
+
+
+def _profile_docker_container(launch, worker_id, command_file):
+    from .docker.profile import profile_docker_container
+    return profile_docker_container(launch, worker_id, command_file)
+
+
+def _profile_oci_container(launch, pid, command_file):
+    from .oci.profile import profile_oci_container
+    return profile_oci_container(launch, pid, command_file)
+
+
+def _code_dir(launch, path):
+    from .classic.dirs import code_dir
+    return code_dir(launch, path)
+
+
+def _artifacts_dir(launch, path):
+    from .classic.dirs import artifacts_dir
+    return artifacts_dir(launch, path)
+
+
+def _blob(launch, path):
+    from .classic.dirs import blob
+    return blob(launch, path)
+
+
+def _rmr(launch, path):
+    from .classic.dirs import rmr
+    return rmr(launch, path)
+
+
+def _worker(launch, workdir, script):
+    from .classic.worker import worker
+    return worker(launch, workdir, script)
+
+
+def _profiler(launch, workdir, script):
+    from .classic.worker import profiler
+    return profiler(launch, workdir, script)
+
+
+def _signal(launch, pid, signal):
+    from .classic.signals import signal as send_signal
+    return send_signal(launch, pid, signal)
 
 
 class Command:
@@ -10,7 +92,7 @@ class Command:
 
     __slots__ = ("name", "args", "handler", "summary", "ours")
 
-    def __init__(self, name: str, args: tuple, handler: str, summary: str, ours: bool = False):
+    def __init__(self, name: str, args: tuple, handler, summary: str, ours: bool = False):
         self.name = name
         self.args = args  # argument names, for usage lines
         self.handler = handler
@@ -19,52 +101,47 @@ class Command:
 
 
 COMMANDS = (
-    Command("mount-layers", ("oci-config.json",), "runc.verbs:mount_layers_verb",
+    Command("mount-layers", ("oci-config.json",), _mount_layers,
             "mount a container's squashfs layers and overlay root, print its path", ours=True),
-    Command("runc-run", ("workdir", "oci-config.json", "artifacts-dir"),
-            "runc.verbs:run_oci_container",
+    Command("runc-run", ("workdir", "oci-config.json", "artifacts-dir"), _run_oci_container,
             "set up the workdir, mount the layers, launch the worker with runc", ours=True),
-    Command("reap-layers", ("container-id", "keep-count"), "runc.verbs:reap_oci_container",
+    Command("reap-layers", ("container-id", "keep-count"), _reap_oci_container,
             "delete the container, unmount its root and unused layers", ours=True),
     Command("run-oci-container", ("workdir", "oci-config.json", "artifacts-dir"),
-            "runc.verbs:run_oci_container", "Storm's name for runc-run"),
-    Command("reap-oci-container", ("container-id", "keep-count"),
-            "runc.verbs:reap_oci_container", "Storm's name for reap-layers"),
-    Command("docker-run", ("workdir", "command-file"), "docker.run:docker_run",
+            _run_oci_container, "Storm's name for runc-run"),
+    Command("reap-oci-container", ("container-id", "keep-count"), _reap_oci_container,
+            "Storm's name for reap-layers"),
+    Command("docker-run", ("workdir", "command-file"), _docker_run,
             "run a validated docker command file (sets up the workdir for run)", ours=True),
-    Command("nsenter", ("pid-or-worker-id", "command-file"), "verbs.nsenter:nsenter",
+    Command("nsenter", ("pid-or-worker-id", "command-file"), _nsenter,
             "run the profiler script in the user's container as the user", ours=True),
-    Command("launch-docker-container", ("workdir", "command-file"),
-            "docker.run:launch_docker_container",
+    Command("launch-docker-container", ("workdir", "command-file"), _launch_docker_container,
             "set up the workdir, then run the validated docker command file"),
-    Command("run-docker-cmd", ("workdir", "command-file"), "docker.run:run_docker_cmd",
+    Command("run-docker-cmd", ("workdir", "command-file"), _run_docker_cmd,
             "run the validated docker command file (run, wait, ps, inspect, stop, rm, pull)"),
     Command("profile-docker-container", ("worker-id", "command-file"),
-            "verbs.nsenter:profile_docker_container",
-            "run the profiler script in the user's docker container"),
-    Command("profile-oci-container", ("pid", "command-file"),
-            "verbs.nsenter:profile_oci_container",
+            _profile_docker_container, "run the profiler script in the user's docker container"),
+    Command("profile-oci-container", ("pid", "command-file"), _profile_oci_container,
             "run the profiler script in the user's runc container"),
-    Command("code-dir", ("dir",), "verbs.dirs:code_dir",
-            "give a topology's code to the user, read-only"),
-    Command("artifacts-dir", ("dir",), "verbs.dirs:artifacts_dir",
+    Command("code-dir", ("dir",), _code_dir, "give a topology's code to the user, read-only"),
+    Command("artifacts-dir", ("dir",), _artifacts_dir,
             "give a worker's artifacts directory to the user, writable"),
-    Command("blob", ("path",), "verbs.dirs:blob", "give a localized blob to the user, read-only"),
-    Command("rmr", ("path",), "verbs.dirs:rmr",
+    Command("blob", ("path",), _blob, "give a localized blob to the user, read-only"),
+    Command("rmr", ("path",), _rmr,
             "delete a tree as the user, the top entry as the supervisor account"),
-    Command("worker", ("workdir", "script"), "verbs.worker:worker",
+    Command("worker", ("workdir", "script"), _worker,
             "set up the workdir, then run the script there as the user"),
-    Command("profiler", ("workdir", "script"), "verbs.worker:profiler",
+    Command("profiler", ("workdir", "script"), _profiler,
             "run the script in the workdir as the user"),
-    Command("signal", ("pid", "signal"), "verbs.signals:signal",
+    Command("signal", ("pid", "signal"), _signal,
             "signal the user's process group (or process) as the user"),
 )
 
 BY_NAME = {command.name: command for command in COMMANDS}
 
 
-def find(name: str) -> Command | None:
-    """Storm matches command names case-insensitively."""
+def find(name: str):
+    """The row for `name` or None; Storm matches command names case-insensitively."""
     return BY_NAME.get(name.lower())
 
 

@@ -4,8 +4,8 @@
 from hypothesis import given, strategies as st
 
 from fuzz.settings import FUZZ
-from worker_launcher import config, policy, users
-from worker_launcher.errors import ExitCode, LauncherError
+from worker_launcher.core import config, policy, users
+from worker_launcher.core.errors import ExitCode, LauncherError
 
 KEYS = st.sampled_from(sorted(config.DEFAULTS) + ["x", "", " ", "#", "=", "min.user.id "])
 VALUES = st.text(max_size=40) | st.sampled_from(["/a", "/a=b", "storm", "1000", "-1", "/../x", ""])

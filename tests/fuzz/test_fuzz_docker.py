@@ -5,9 +5,10 @@ the container more than the user's rights."""
 from hypothesis import given, strategies as st
 
 from fuzz.settings import FUZZ
+from worker_launcher.core.tokens import MAX_COMMAND_BYTES, image_ok, split_line, worker_id_ok  # noqa: F401
 from worker_launcher.docker import command_line as cl
-from worker_launcher.errors import ExitCode, LauncherError
-from worker_launcher.verbs import nsenter
+from worker_launcher.core.errors import ExitCode, LauncherError
+from worker_launcher.classic import profiler as nsenter
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"
@@ -86,7 +87,7 @@ def test_validate_never_grants_more_than_the_user(tokens):
                                                    b"a\rb", b"\xff", b"a\x00b"]))
 def test_split_line_tokens_or_one_line(data):
     try:
-        tokens = cl.split_line(data, "cmd")
+        tokens = split_line(data, "cmd")
     except LauncherError as err:
         _one_line(err, {ExitCode.DOCKER_COMMAND_REJECTED, ExitCode.CANNOT_READ_FILE})
         return

@@ -8,9 +8,9 @@ import json
 from hypothesis import given, strategies as st
 
 from fuzz.settings import FUZZ
-from worker_launcher.errors import ExitCode, LauncherError, one_line
-from worker_launcher.policy import normalize
-from worker_launcher.runc import spec as oci_spec
+from worker_launcher.core.errors import ExitCode, LauncherError, one_line
+from worker_launcher.core.policy import normalize
+from worker_launcher.oci import spec as oci_spec
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"

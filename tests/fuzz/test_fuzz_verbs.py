@@ -8,9 +8,11 @@ import stat
 from hypothesis import given, strategies as st
 
 from fuzz.settings import FUZZ
-from worker_launcher import policy, privileges
-from worker_launcher.errors import MAX_MESSAGE_CHARS, one_line
-from worker_launcher.verbs import dirtree, pathwalk, signals
+from worker_launcher.core import identity as privileges, policy
+from worker_launcher.core.errors import MAX_MESSAGE_CHARS, one_line
+from worker_launcher.classic import signals
+from worker_launcher.paths import resolve as pathwalk, tree as dirtree
+from worker_launcher.privileged import ownership
 
 LIBC = ctypes.CDLL(None)
 LIBC.strtol.restype = ctypes.c_long
@@ -59,7 +61,7 @@ def test_follow_link_stays_a_normal_absolute_path(prefix, target, rest):
 @FUZZ
 @given(st.integers(min_value=0, max_value=0o177777), st.booleans(), st.booleans())
 def test_storm_mode_never_grants_others_or_setuid(mode, writable, setgid_dirs):
-    new = dirtree.storm_mode(mode, writable, setgid_dirs)
+    new = ownership.storm_mode(mode, writable, setgid_dirs)
     assert not new & (stat.S_IRWXO | stat.S_ISUID | stat.S_ISVTX)
     assert new & stat.S_ISGID == 0 or (stat.S_ISDIR(mode) and setgid_dirs)
     assert new & 0o060 == 0o060 and bool(new & stat.S_IWUSR) == writable or \

@@ -302,7 +302,7 @@ def test_loop_shim_attaches_mounts_and_releases(launcher, tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path[0:0] = [{str(launcher.prefix / 'lib' / 'worker-launcher')!r}, "/usr/lib/python3/dist-packages"]
-        from worker_launcher import kernel
+        from worker_launcher.privileged import kernel
         backing = os.open({str(image)!r}, os.O_RDONLY | os.O_CLOEXEC)
         loop_fd, device = kernel.attach_loop_ro(backing, {str(image)!r})
         os.close(backing)

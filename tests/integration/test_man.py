@@ -5,7 +5,8 @@ import shutil
 import subprocess
 
 from conftest import REPO, require
-from worker_launcher import commands, config, errors, policy
+from worker_launcher import commands
+from worker_launcher.core import config, errors, policy
 
 PAGE = REPO / "packaging" / "worker-launcher.8"
 

@@ -59,7 +59,7 @@ def test_every_path_has_the_right_owner_group_and_mode(rpm_file):
     package = {p: e for p, e in entries.items() if p.startswith("/usr/lib/worker-launcher")}
     assert "/usr/lib/worker-launcher/entry.py" in package
     assert any(p.endswith(".so") and "/_sys" in p for p in package)
-    assert any(p.endswith("worker_launcher/runc/verbs.py") for p in package)
+    assert any(p.endswith("worker_launcher/oci/verbs.py") for p in package)
     for path, (mode, owner, group) in package.items():
         assert (owner, group) == ("root", "root"), path
         assert mode[0] in "d-" and mode[5] == "-" and mode[8] == "-", (path, mode)  # no g/o write

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GROUP, PYTHON, SUPERVISOR
-from worker_launcher.errors import exit_code_names
+from worker_launcher.core.errors import exit_code_names
 
 DEFINED_CODES = frozenset(exit_code_names().values())
 VICTIM_USER = "wlbob"

@@ -1,7 +1,7 @@
 import pytest
 
-from worker_launcher import config
-from worker_launcher.errors import ExitCode, LauncherError
+from worker_launcher.core import config
+from worker_launcher.core.errors import ExitCode, LauncherError
 
 
 def parse(text):

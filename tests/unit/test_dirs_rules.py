@@ -7,9 +7,10 @@ import pytest
 
 from conftest import require
 from worker_launcher import commands
-from worker_launcher.errors import ExitCode, LauncherError
-from worker_launcher.verbs import dirtree, pathwalk
-from worker_launcher.verbs.signals import parse_c_long
+from worker_launcher.core.errors import ExitCode, LauncherError
+from worker_launcher.paths import resolve as pathwalk, tree as dirtree
+from worker_launcher.privileged import ownership
+from worker_launcher.classic.signals import parse_c_long
 
 
 @pytest.mark.parametrize("mode, writable, setgid, want", [
@@ -24,7 +25,7 @@ from worker_launcher.verbs.signals import parse_c_long
     (stat.S_IFDIR | 0o000, False, True, 0o2070),
 ])
 def test_storm_mode(mode, writable, setgid, want):
-    assert dirtree.storm_mode(mode, writable, setgid) == want
+    assert ownership.storm_mode(mode, writable, setgid) == want
 
 
 @pytest.mark.parametrize("prefix, target, rest, want", [
@@ -63,7 +64,7 @@ def test_parse_c_long(text, want):
 def test_prepare_workdir_signature_is_stable():
     import inspect
 
-    from worker_launcher.verbs import dirs
+    from worker_launcher.classic import dirs
     assert list(inspect.signature(dirs.prepare_workdir).parameters) == ["launch", "workdir"]
 
 
@@ -99,11 +100,11 @@ def _modes(top):
 
 def test_fix_tree_applies_the_rule_and_skips_symlinks(tree):
     top, outside = tree
-    rule = dirtree.Rule(os.getuid(), os.getgid(), True)
-    tmp_rule = dirtree.Rule(os.getuid(), os.getgid(), True, setgid_dirs=False)
+    rule = ownership.Rule(os.getuid(), os.getgid(), True)
+    tmp_rule = ownership.Rule(os.getuid(), os.getgid(), True, setgid_dirs=False)
     fd = os.open(top, dirtree.DIR_READ_FLAGS)
     try:
-        dirtree.fix_tree(fd, str(top), rule, {"tmp": tmp_rule})
+        ownership.fix_tree(fd, str(top), rule, {"tmp": tmp_rule})
     finally:
         os.close(fd)
     assert _modes(top) == {".": 0o2770, "a": 0o2770, "a/b": 0o2770, "tmp": 0o770, "tmp/t": 0o770,
@@ -118,7 +119,7 @@ def test_fix_tree_refuses_a_fifo(tree):
     fd = os.open(top, dirtree.DIR_READ_FLAGS)
     try:
         with pytest.raises(LauncherError) as caught:
-            dirtree.fix_tree(fd, str(top), dirtree.Rule(os.getuid(), os.getgid(), False))
+            ownership.fix_tree(fd, str(top), ownership.Rule(os.getuid(), os.getgid(), False))
     finally:
         os.close(fd)
     assert caught.value.code == dirtree.TREE_FAILED and "a/fifo" in caught.value.message

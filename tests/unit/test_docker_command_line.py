@@ -3,9 +3,10 @@
 import pytest
 
 from worker_launcher import commands
+from worker_launcher.core.tokens import MAX_COMMAND_BYTES, image_ok, split_line, worker_id_ok  # noqa: F401
 from worker_launcher.docker import command_line as cl
-from worker_launcher.errors import ExitCode, LauncherError
-from worker_launcher.verbs import nsenter
+from worker_launcher.core.errors import ExitCode, LauncherError
+from worker_launcher.classic import profiler as nsenter
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"
@@ -20,7 +21,7 @@ SEED = (f"run --name={WID} --user=2001:2001 -d --net=host --read-only "
 
 
 def _validate(text, rules=RULES):
-    return cl.validate(cl.split_line(text.encode(), "cmd"), rules, "cmd")
+    return cl.validate(split_line(text.encode(), "cmd"), rules, "cmd")
 
 
 def _refused(text, code=ExitCode.DOCKER_COMMAND_REJECTED):
@@ -91,13 +92,13 @@ def test_run_rules(old, new, named):
 
 @pytest.mark.parametrize("image", ["-image", "UPPER", "a/UPPER", "a b", "x:", "x:y:z", "/abs", ""])
 def test_image_grammar(image):
-    assert not cl.image_ok(image)
+    assert not image_ok(image)
 
 
 @pytest.mark.parametrize("image", ["busybox", "busybox:1.36", "localhost:5000/a/b:c_d",
                                    "xxx.xxx.com:8080/storm/storm/rhel7:latest", "My-Host/a"])
 def test_image_grammar_accepts(image):
-    assert cl.image_ok(image)
+    assert image_ok(image)
 
 
 def test_image_grammar_matches_storms_pattern():
@@ -108,7 +109,7 @@ def test_image_grammar_matches_storms_pattern():
     for parts in itertools.product(["", "a", "A", "-", ".", ":", "/", "1", "_"], repeat=4):
         image = "".join(parts)
         want = bool(storm.match(image)) and not image.startswith(("-", ".", ":", "/"))
-        assert cl.image_ok(image) == want, image
+        assert image_ok(image) == want, image
 
 
 def test_bad_image_exits_40():
@@ -120,15 +121,15 @@ def test_bad_image_exits_40():
                                   b" run", b"run "])
 def test_odd_bytes_are_refused(data):
     with pytest.raises(LauncherError) as caught:
-        cl.split_line(data, "cmd")
+        split_line(data, "cmd")
     assert caught.value.code == ExitCode.DOCKER_COMMAND_REJECTED
 
 
 def test_split_line_is_exact():
-    assert cl.split_line(b"rm --force x\n", "f") == ["rm", "--force", "x"]
-    assert cl.split_line(b"", "f") == []
+    assert split_line(b"rm --force x\n", "f") == ["rm", "--force", "x"]
+    assert split_line(b"", "f") == []
     with pytest.raises(LauncherError) as caught:
-        cl.split_line(b"x" * (cl.MAX_COMMAND_BYTES + 1), "f")
+        split_line(b"x" * (MAX_COMMAND_BYTES + 1), "f")
     assert caught.value.code == ExitCode.CANNOT_READ_FILE
 
 
@@ -142,9 +143,9 @@ def test_other_subcommand_refusals(text):
 
 
 def test_worker_id_shape():
-    assert cl.worker_id_ok(WID)
+    assert worker_id_ok(WID)
     for bad in ("", WID + "0", WID.replace("-", "_"), "--format", WID[:-1] + "g"):
-        assert not cl.worker_id_ok(bad)
+        assert not worker_id_ok(bad)
 
 
 def test_container_cgroup_rule():
@@ -163,11 +164,11 @@ def test_status_uids():
 
 
 def test_command_rows():
-    for name, handler in (("docker-run", "docker.run:docker_run"),
-                          ("launch-docker-container", "docker.run:launch_docker_container"),
-                          ("run-docker-cmd", "docker.run:run_docker_cmd"),
-                          ("nsenter", "verbs.nsenter:nsenter"),
-                          ("profile-docker-container", "verbs.nsenter:profile_docker_container"),
-                          ("profile-oci-container", "verbs.nsenter:profile_oci_container")):
+    for name, handler in (("docker-run", "_docker_run"),
+                          ("launch-docker-container", "_launch_docker_container"),
+                          ("run-docker-cmd", "_run_docker_cmd"),
+                          ("nsenter", "_nsenter"),
+                          ("profile-docker-container", "_profile_docker_container"),
+                          ("profile-oci-container", "_profile_oci_container")):
         command = commands.find(name.upper())
-        assert command.handler == handler and len(command.args) == 2
+        assert command.handler.__name__ == handler and len(command.args) == 2

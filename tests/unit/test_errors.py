@@ -1,4 +1,4 @@
-from worker_launcher.errors import exit_code_names
+from worker_launcher.core.errors import exit_code_names
 
 # Storm's worker-launcher.h numbers plus the container ones; these are a contract.
 STORM_CODES = {

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from worker_launcher import fastjson
+from worker_launcher.core import jsontext as fastjson
 
 DOCUMENTS = ['{"a": [1, 2.5, -3e2, true, false, null], "b": {"c": "\\u00e9\\n"}}', " [] ", "\t{}\n",
              '"text"', "0", '{"dup": 1, "dup": 2}', '[1, {"x": [[[]]]}]', '"snow \u2603 man"']

@@ -4,9 +4,9 @@ import errno
 
 import pytest
 
-from worker_launcher import privileges
-from worker_launcher.errors import MAX_MESSAGE_CHARS, ExitCode, LauncherError, one_line
-from worker_launcher.verbs import signals
+from worker_launcher.core import identity as privileges
+from worker_launcher.core.errors import MAX_MESSAGE_CHARS, ExitCode, LauncherError, one_line
+from worker_launcher.classic import signals
 
 
 def test_one_line_escapes_line_breaks_and_terminal_controls():

@@ -1,7 +1,7 @@
 """Pure parsing of /proc/self/mountinfo for the OCI runtime: escapes, and the lower
 directories a live overlay still uses (which reap-layers must never unmount)."""
 
-from worker_launcher.runc import mountinfo
+from worker_launcher.oci import mountinfo
 
 RUN = "/var/run/worker-launcher"
 L1, L2 = f"{RUN}/layers/{'a' * 64}/mnt", f"{RUN}/layers/{'b' * 64}/mnt"

@@ -4,7 +4,7 @@ and the time limit (the child is killed and reaped, never left behind)."""
 import os
 import shutil
 
-from worker_launcher.runc import launch
+from worker_launcher.oci import launch
 
 
 def spawn(*argv) -> int:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from worker_launcher.errors import ExitCode, LauncherError
-from worker_launcher.runc import bundle, spec
-from worker_launcher.privileges import Identity
+from worker_launcher.core.errors import ExitCode, LauncherError
+from worker_launcher.oci import bundle, spec
+from worker_launcher.core.identity import Identity
 
 WID = "1a23ca4b-6062-4d08-8ac3-b09e7d35e7cb"
 WORKDIR = f"/home/y/var/storm/workers/{WID}"

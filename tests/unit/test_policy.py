@@ -1,7 +1,7 @@
 import pytest
 
-from worker_launcher import policy
-from worker_launcher.errors import ExitCode, LauncherError
+from worker_launcher.core import policy
+from worker_launcher.core.errors import ExitCode, LauncherError
 
 RUN_ROOT = "/run/worker-launcher"
 STORM = {

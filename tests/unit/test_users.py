@@ -1,6 +1,6 @@
 import pytest
 
-from worker_launcher.users import user_problem
+from worker_launcher.core.users import user_problem
 
 BANNED = frozenset({"bin", "evil"})
 

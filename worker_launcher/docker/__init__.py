@@ -1,1 +1,1 @@
-"""The Docker runtime: Storm's docker command files, validated and run (`docker-run`)."""
+"""The Docker runtime: docker-run (launch-docker-container, run-docker-cmd)."""

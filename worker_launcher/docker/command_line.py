@@ -7,9 +7,9 @@ that keep the container to the target user's rights. Checks that need the file s
 run.py on the `Request` this returns. Every refusal names the offending token.
 """
 
-from ..errors import ExitCode, LauncherError
-from ..policy import is_within, normalize
-from .tokens import MAX_COMMAND_BYTES, image_ok, split_line, worker_id_ok  # noqa: F401
+from ..core.errors import ExitCode, LauncherError
+from ..core.policy import is_within, normalize
+from ..core.tokens import image_ok, worker_id_ok
 
 SUBCOMMANDS = ("run", "wait", "ps", "inspect", "stop", "rm", "pull")
 TAKES_VALUE = ("-v", "--group-add", "--security-opt")  # Storm writes "<option> <value>"

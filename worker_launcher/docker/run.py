@@ -16,8 +16,8 @@ user's workdir with the user's rights.
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
 from . import command_line, staging
 
 DOCKER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -41,15 +41,17 @@ def docker_run(launch, workdir: str, command_file: str) -> int:
 
 
 def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
-    data = privileges.read_as_caller(command_file, command_line.MAX_COMMAND_BYTES)
-    tokens = command_line.split_line(data, command_file)
+    from ..core.tokens import MAX_COMMAND_BYTES, split_line
+
+    data = identity.read_as_caller(command_file, MAX_COMMAND_BYTES)
+    tokens = split_line(data, command_file)
     real_workdir = worker_directory(launch, workdir)
     who = launch.user.identity
     rules = command_line.Rules(who.uid, who.gid, who.groups, (workdir, real_workdir),
                                launch.policy.cgroup_parent)
     request = command_line.validate(tokens, rules, command_file)
     if prepare or (prepare is None and request.subcommand == "run"):
-        from ..verbs.dirs import prepare_workdir
+        from ..classic.dirs import prepare_workdir
 
         prepare_workdir(launch, workdir)
     sources = check_host(launch, request, command_file)
@@ -62,7 +64,7 @@ def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
 def worker_directory(launch, workdir: str) -> str:
     """The worker's directory, located with the supervisor account's rights and confined
     to the policy's storm directories; returns its resolved path."""
-    from ..verbs import dirs
+    from ..classic import dirs
 
     entry = dirs.locate_confined(launch, workdir)
     try:
@@ -80,7 +82,7 @@ def check_host(launch, request, path: str) -> list:
     if request.image and not launch.policy.image_allowed(request.image):
         raise reject(path, request.image, f"image not allowed by the policy {launch.policy.source}",
                      ExitCode.INVALID_DOCKER_IMAGE)
-    from .. import trust
+    from ..paths import trust
 
     if request.config_dir:
         problem = trust.chain_problem(request.config_dir)
@@ -176,7 +178,7 @@ def write_user_cidfile(launch, cidfile: str, cid: bytes) -> None:
     there (unlink never follows a symlink; O_EXCL|O_NOFOLLOW refuses a new one)."""
     directory, name = cidfile.rsplit("/", 1)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with privileges.acting_as(launch.user.identity):
+    with identity.acting_as(launch.user.identity):
         try:
             dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:

@@ -12,8 +12,8 @@ the mounts, so the staging mounts are detached and the directory removed.
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
 
 STAGING_DIR = "docker"  # under the run root, root-only
 
@@ -21,7 +21,7 @@ STAGING_DIR = "docker"  # under the run root, root-only
 def open_source(launch, source: str) -> tuple:
     """(O_PATH fd, real path) of a bind source, opened with the supervisor account's rights,
     or (None, why not): it does not exist, cannot be reached, or is itself a symlink."""
-    with privileges.acting_as(launch.caller):
+    with identity.acting_as(launch.caller):
         try:
             fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as err:
@@ -68,7 +68,7 @@ class Staging:
     def bind(self, fd: int, real: str) -> str:
         """Bind-mount the object behind `fd` onto a new staging path; returns that path.
         docker applies its own ro/rw on top."""
-        from .. import pinned
+        from ..privileged import binds as pinned
 
         target = f"{self.path}/{len(self.mounts)}"
         try:
@@ -94,7 +94,7 @@ class Staging:
 def clear(path: str) -> None:
     """Detach every staged mount in `path` and remove it; what cannot go is left for the
     next call (nothing of the user's is ever deleted: no recursive removal)."""
-    from .. import pinned
+    from ..privileged import binds as pinned
 
     pinned.release(path)
 

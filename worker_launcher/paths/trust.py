@@ -4,7 +4,7 @@ import os
 import stat
 import sys
 
-from .errors import ExitCode, LauncherError, os_error_text
+from ..core.errors import ExitCode, LauncherError, os_error_text
 
 
 def root_only_writable(st: os.stat_result) -> bool:
@@ -88,50 +88,79 @@ def binary_problem(path: str, group_gid: int) -> str | None:
     return None
 
 
-_checked = {"modules": set(), "dirs": set()}  # found safe already in this run
+_checked_dirs = set()  # directories found safe in this run
 
 
-def code_problems() -> list[str]:
-    """Every sys.path entry and every loaded module file must be changeable by root alone.
-    A second call (after a command's modules were imported) checks only what is new."""
-    problems = []
-    checked_dirs = _checked["dirs"]
-    for entry in sys.path:
-        if entry in checked_dirs:
-            continue
-        problem = chain_problem(entry or ".")
+def _file_problem(filename: str) -> str | None:
+    """Why a module file (or its directory chain) could be changed by someone but root."""
+    try:
+        st = os.stat(filename)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"cannot stat module file {filename}: {os_error_text(err)}"
+    if not root_only_writable(st):
+        return f"module file {filename} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}"
+    directory = os.path.dirname(filename)
+    if directory not in _checked_dirs:
+        problem = chain_problem(directory)
         if problem:
-            problems.append(f"module search path {entry!r}: {problem}")
-        checked_dirs.add(entry)
-    for name, module in list(sys.modules.items()):
-        if name in _checked["modules"]:
-            continue
-        _checked["modules"].add(name)
+            return f"module directory {directory}: {problem}"
+        _checked_dirs.add(directory)
+    return None
+
+
+def code_problems() -> list:
+    """Every sys.path entry and every loaded module file must be changeable by root alone."""
+    problems = []
+    for entry in sys.path:
+        if entry not in _checked_dirs:
+            problem = chain_problem(entry or ".")
+            if problem:
+                problems.append(f"module search path {entry!r}: {problem}")
+            else:
+                _checked_dirs.add(entry)
+    for module in list(sys.modules.values()):
         for attribute in ("__file__", "__cached__"):
             filename = getattr(module, attribute, None)
-            if not isinstance(filename, str):
-                continue
-            try:
-                st = os.stat(filename)
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                problems.append(f"cannot stat module file {filename}: {os_error_text(err)}")
-                continue
-            if not root_only_writable(st):
-                problems.append(f"module file {filename} is owned by uid {st.st_uid} with mode "
-                                f"{stat.S_IMODE(st.st_mode):04o}")
-            directory = os.path.dirname(filename)
-            if directory not in checked_dirs:
-                checked_dirs.add(directory)
-                problem = chain_problem(directory)
+            if isinstance(filename, str):
+                problem = _file_problem(filename)
                 if problem:
-                    problems.append(f"module directory {directory}: {problem}")
+                    problems.append(problem)
     return problems
 
 
+class _CheckedFinder:
+    """Put in front of the interpreter's path finder once the loaded code was found safe:
+    every module imported later is checked the same way before it runs."""
+
+    finder = None
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        spec = cls.finder.find_spec(name, path, target)
+        if spec is not None and spec.has_location:
+            for filename in (spec.origin, spec.cached):
+                problem = _file_problem(filename) if isinstance(filename, str) else None
+                if problem:
+                    raise LauncherError(ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
+                                        f"refusing to run: {problem}")
+        return spec
+
+    @classmethod
+    def invalidate_caches(cls):
+        cls.finder.invalidate_caches()
+
+
 def require_trusted_code() -> None:
+    """Check the code loaded so far, once, then every module as it is imported."""
     problems = code_problems()
     if problems:
         raise LauncherError(ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
                             f"refusing to run: {problems[0]}")
+    if _CheckedFinder.finder is None:
+        for index, finder in enumerate(sys.meta_path):
+            if getattr(finder, "__name__", "") == "PathFinder":
+                _CheckedFinder.finder = finder
+                sys.meta_path[index] = _CheckedFinder
+                break

@@ -1,6 +1,6 @@
 """Tokens of Storm's one-line command files, and the shapes of its names. Pure."""
 
-from ..errors import ExitCode, LauncherError
+from ..core.errors import ExitCode, LauncherError
 
 MAX_COMMAND_BYTES = 128 * 1024
 _HEX = frozenset("0123456789abcdef")

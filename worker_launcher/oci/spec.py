@@ -4,8 +4,8 @@ Everything Storm writes is accepted (the seed appendix, plus noNewPrivileges, te
 version); anything else is refused with exit 24 and the JSON path of the offending field.
 """
 
-from ..errors import ExitCode, LauncherError
-from ..policy import normalize
+from ..core.errors import ExitCode, LauncherError
+from ..core.policy import normalize
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 16
@@ -263,7 +263,7 @@ def _seccomp(value, where: str) -> None:
 
 def decode(data: bytes):
     """bytes -> the JSON document, or exit 24 naming the problem."""
-    from ..fastjson import loads
+    from ..core.jsontext import loads
 
     try:
         return loads(data.decode("utf-8"))

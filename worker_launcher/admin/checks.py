@@ -1,6 +1,6 @@
 """`--check-config`: every check of the install, one line each, exit 0 only if none fails."""
 
-from .errors import ExitCode, LauncherError
+from ..core.errors import ExitCode, LauncherError
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 # Storm's --checksetup exits 22 for a bad binary, 24 for a bad config.
@@ -23,16 +23,16 @@ class Result(tuple):
 
 
 def _privilege_check() -> Result:
-    from . import privileges
+    from ..core import identity
 
-    if privileges.privileged():
+    if identity.privileged():
         return Result(OK, "setuid", "running with root privileges")
     return Result(FAIL, "setuid", "not running with root privileges: the setuid bit of the "
                                   "binary is missing or ignored (a nosuid mount, no_new_privs)")
 
 
 def _code_checks() -> list:
-    from . import trust
+    from ..paths import trust
 
     problems = trust.code_problems()
     if problems:
@@ -44,8 +44,9 @@ def _config_checks() -> tuple:
     """(results, the parsed config or None)."""
     import grp
 
-    from . import _build, policy, trust
-    from .main import read_config
+    from .. import _build
+    from ..launch import load_policy, read_config
+    from ..paths import trust
 
     results = []
     try:
@@ -66,7 +67,7 @@ def _config_checks() -> tuple:
     except KeyError:
         results.append(Result(FAIL, "group", f"launcher group {cfg.group} does not exist"))
     try:
-        loaded = policy.load(cfg)
+        loaded = load_policy(cfg)
     except LauncherError as err:
         results.append(Result(FAIL, "policy", err.message))
     else:

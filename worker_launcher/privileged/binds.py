@@ -11,7 +11,7 @@ import os
 import stat
 
 from . import kernel
-from .errors import os_error_text
+from ..core.errors import os_error_text
 
 
 def bind_fd(fd: int, target: str) -> None:

@@ -2,18 +2,19 @@
 of worker, launch-docker-container and run-oci-container (`prepare_workdir`).
 
 Every command first locates the path with the supervisor account's rights, refusing
-symlinks it could have planted (pathwalk.locate), and acts only where the policy allows
+symlinks it could have planted (resolve.locate), and acts only where the policy allows
 directory verbs (policy.directory_refusal). Owners and modes are then set as root on file
-descriptors of that tree (dirtree.fix_tree); removal runs with the user's rights.
+descriptors of that tree (ownership.fix_tree); removal runs with the user's rights.
 """
 
 import errno
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
-from . import dirtree, pathwalk
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..paths import resolve, tree
+from ..privileged import ownership
 
 TMP_DIR = "tmp"
 
@@ -42,7 +43,7 @@ def prepare_workdir(launch, workdir: str) -> None:
         fd = _open_top(entry, workdir, directory_only=True)
         try:
             _ensure_tmp(fd, entry.path)
-            dirtree.fix_tree(fd, entry.path, _rule(launch, True),
+            ownership.fix_tree(fd, entry.path, _rule(launch, True),
                              {TMP_DIR: _rule(launch, True, setgid_dirs=False)})
         finally:
             os.close(fd)
@@ -60,12 +61,12 @@ def rmr(launch, path: str) -> int:
             return ExitCode.OK
         errors = []
         if stat.S_ISDIR(entry.st.st_mode):
-            with privileges.acting_as(launch.user.identity):
+            with identity.acting_as(launch.user.identity):
                 _empty_as_user(entry, launch.user.identity.uid, errors)
         if not errors:
             _remove_top(launch, entry, errors)
         if errors:
-            raise LauncherError(dirtree.TREE_FAILED, f"cannot remove all of {path}: {errors[0]}"
+            raise LauncherError(tree.TREE_FAILED, f"cannot remove all of {path}: {errors[0]}"
                                 + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     finally:
         entry.close()
@@ -73,19 +74,19 @@ def rmr(launch, path: str) -> int:
 
 
 # --- locating and opening --------------------------------------------------------------
-def locate_confined(launch, path: str, owned: bool = False) -> pathwalk.Entry:
+def locate_confined(launch, path: str, owned: bool = False) -> resolve.Entry:
     """Locate `path` as the supervisor account and check the policy allows directory verbs
     on the result (and, if `owned`, who owns it: see _owner_refusal). A missing path comes
     back with entry.st None."""
-    from ..policy import normalize
+    from ..core.policy import normalize
 
     normal = normalize(path)
     if normal is None:
         raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS,
                             f"{path!r} is not an absolute path without '.' or '..'")
     try:
-        with privileges.acting_as(launch.caller):
-            entry = pathwalk.locate(normal)
+        with identity.acting_as(launch.caller):
+            entry = resolve.locate(normal)
     except LauncherError:
         refusal = launch.policy.directory_refusal(normal)  # say why it is not allowed
         if refusal:  # rather than what the caller could not reach there
@@ -98,7 +99,7 @@ def locate_confined(launch, path: str, owned: bool = False) -> pathwalk.Entry:
     return entry
 
 
-def _owner_refusal(launch, entry: pathwalk.Entry) -> str | None:
+def _owner_refusal(launch, entry: resolve.Entry) -> str | None:
     """The set-up verbs (which chown as root; rmr works with the user's rights) act only
     on what Storm's supervisor creates: an entry of the
     supervisor account's (or, from an earlier run, of the user's). Otherwise a compromised
@@ -114,7 +115,7 @@ def _owner_refusal(launch, entry: pathwalk.Entry) -> str | None:
             f"the supervisor account or of {launch.user.name}")
 
 
-def _open_top(entry: pathwalk.Entry, path: str, directory_only: bool) -> int:
+def _open_top(entry: resolve.Entry, path: str, directory_only: bool) -> int:
     """Open the located top entry as root: a directory, or (if allowed) a regular file."""
     if entry.st is None:
         raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"path does not exist: {path}")
@@ -122,16 +123,16 @@ def _open_top(entry: pathwalk.Entry, path: str, directory_only: bool) -> int:
     if stat.S_ISLNK(mode):
         raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, f"refusing {path}: it is a symlink")
     if stat.S_ISDIR(mode):
-        return pathwalk.open_entry(entry, dirtree.DIR_READ_FLAGS)
+        return resolve.open_entry(entry, tree.DIR_READ_FLAGS)
     if stat.S_ISREG(mode) and not directory_only:
-        return pathwalk.open_entry(entry, dirtree.FILE_FLAGS)
+        return resolve.open_entry(entry, tree.FILE_FLAGS)
     raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH,
                         f"cannot set up {path}: not a directory" + ("" if directory_only
                                                                     else " or regular file"))
 
 
-def _rule(launch, user_writable: bool, setgid_dirs: bool = True) -> dirtree.Rule:
-    return dirtree.Rule(launch.user.identity.uid, launch.group_gid, user_writable, setgid_dirs)
+def _rule(launch, user_writable: bool, setgid_dirs: bool = True) -> ownership.Rule:
+    return ownership.Rule(launch.user.identity.uid, launch.group_gid, user_writable, setgid_dirs)
 
 
 def _set_up(launch, path: str, user_writable: bool) -> int:
@@ -139,7 +140,7 @@ def _set_up(launch, path: str, user_writable: bool) -> int:
     try:
         fd = _open_top(entry, path, directory_only=False)
         try:
-            dirtree.fix_tree(fd, entry.path, _rule(launch, user_writable))
+            ownership.fix_tree(fd, entry.path, _rule(launch, user_writable))
         finally:
             os.close(fd)
     finally:
@@ -164,7 +165,7 @@ def _ensure_tmp(fd: int, path: str) -> None:
 
 
 # --- removal ---------------------------------------------------------------------------
-def _empty_as_user(entry: pathwalk.Entry, uid: int, errors: list) -> None:
+def _empty_as_user(entry: resolve.Entry, uid: int, errors: list) -> None:
     """Remove everything below the located directory. Runs with the user's rights, so it
     can remove nothing the user could not remove themselves."""
     opened = _open_dir_for_removal(entry.parent_fd, entry.name, entry.path, uid, errors)
@@ -172,10 +173,10 @@ def _empty_as_user(entry: pathwalk.Entry, uid: int, errors: list) -> None:
         return
     fd, st = opened
     try:
-        if not pathwalk.same_file(st, entry.st):
+        if not resolve.same_file(st, entry.st):
             errors.append(f"{entry.path} changed while it was checked")
             return
-        dirtree.remove_below(fd, entry.path, errors,
+        tree.remove_below(fd, entry.path, errors,
                              lambda parent, name, where: _open_dir_for_removal(
                                  parent, name, where, uid, errors))
     finally:
@@ -187,7 +188,7 @@ def _open_dir_for_removal(parent_fd: int, name: str, where: str, uid: int, error
     user owns it (as Storm does), or None if it vanished or cannot be opened."""
     for attempt in (1, 2):
         try:
-            fd = os.open(name, dirtree.DIR_READ_FLAGS, dir_fd=parent_fd)
+            fd = os.open(name, tree.DIR_READ_FLAGS, dir_fd=parent_fd)
         except PermissionError as err:
             if attempt == 1:
                 try:  # with the user's rights, so even through a symlink swapped in
@@ -213,13 +214,13 @@ def _open_dir_for_removal(parent_fd: int, name: str, where: str, uid: int, error
     return None
 
 
-def _remove_top(launch, entry: pathwalk.Entry, errors: list) -> None:
+def _remove_top(launch, entry: resolve.Entry, errors: list) -> None:
     """The top entry goes with the supervisor account's rights (its parent is usually the
     supervisor's); if it may not, with the user's (a parent of the user's own)."""
     remove = os.rmdir if stat.S_ISDIR(entry.st.st_mode) else os.unlink
     for who in (launch.caller, launch.user.identity):
         try:
-            with privileges.acting_as(who):
+            with identity.acting_as(who):
                 remove(entry.name, dir_fd=entry.parent_fd)
             return
         except FileNotFoundError:

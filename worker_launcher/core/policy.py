@@ -2,10 +2,9 @@
 
 The optional policy file (worker.launcher.policy=<path>) is YAML with Storm's own storm.yaml
 key names, so an operator can point it at a root-owned copy of storm.yaml. Everything here is
-pure except `load`, which reads the root-owned file and resolves the configured paths.
+pure; launch.load_policy reads the root-owned file and resolves the configured paths.
 """
 
-import os
 import posixpath
 
 from .errors import ExitCode, LauncherError
@@ -205,25 +204,13 @@ def from_mapping(data, path: str, run_root: str, resolve=lambda p: p) -> Policy:
     )
 
 
-def load(config) -> Policy:
-    """The policy named by the config, or the built-in one when none is configured."""
-    if not config.policy_path:
-        return Policy(run_root=config.run_root)
-    from . import trust
-
-    resolved, text = trust.read_root_file(config.policy_path, "policy file", MAX_POLICY_BYTES,
-                                          ExitCode.INVALID_CONFIG_FILE)
-    data = parse_document(text, resolved)
-    return from_mapping(data, resolved, config.run_root, resolve=os.path.realpath)
-
-
 def parse_document(text: str, path: str):
     """The policy document: YAML (yaml.safe_load semantics), or JSON, a subset of YAML that
     is read with the json module when the document starts with '{'. Importing PyYAML costs
     every call 10-30 ms; the json package ~14 ms, fastjson (json's C parser) under 1 ms,
     which matters to a launcher run thousands of times a day."""
     if text.lstrip().startswith("{"):
-        from .fastjson import loads
+        from .jsontext import loads
 
         try:
             return loads(text)

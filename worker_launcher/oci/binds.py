@@ -9,8 +9,8 @@ is given that root-only path instead: what runc binds is exactly what was checke
 
 import os
 
-from .. import pinned
-from ..errors import ExitCode, LauncherError
+from ..privileged import binds as pinned
+from ..core.errors import ExitCode, LauncherError
 
 BINDS = "binds"
 

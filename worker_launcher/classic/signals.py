@@ -8,8 +8,8 @@ effective uid would leave root's processes reachable through the real uid 0.
 
 import os
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
 
 _SPACE = " \t\n\v\f\r"
 INT_MAX = 2**31 - 1
@@ -36,7 +36,7 @@ def signal(launch, pid_text: str, signal_text: str) -> int:
                             f"illegal argument for signal {signal_text!r}")
     if not 0 < pid <= INT_MAX:
         raise LauncherError(ExitCode.INVALID_CONTAINER_PID, f"invalid container pid {pid_text}")
-    privileges.become(launch.user.identity)
+    identity.become(launch.user.identity)
     return send(pid, number)
 
 

@@ -1,4 +1,4 @@
-"""Storm's `profile-docker-container` and `profile-oci-container` (our verb `nsenter`).
+"""What `profile-docker-container` and `profile-oci-container` (our verb `nsenter`) share.
 
 Run worker.profiler.script.path inside a container's mount and pid namespaces as the user.
 The container must belong to the user: its process runs with the user's uid, in another
@@ -11,55 +11,13 @@ the user for good, exec the profiler with the command file's arguments.
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
 
 PROFILER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 PROFILER_UMASK = 0o027
 MAX_ARGS_BYTES = 64 * 1024
 _HEX = frozenset("0123456789abcdef")
-
-
-def nsenter(launch, target: str, command_file: str) -> int:
-    """Our `nsenter <pid-or-worker-id> <file>`: a number is a pid, else a docker worker id."""
-    if target.isdigit():
-        return profile_oci_container(launch, target, command_file)
-    return profile_docker_container(launch, target, command_file)
-
-
-def profile_docker_container(launch, worker_id: str, command_file: str) -> int:
-    from ..docker.tokens import worker_id_ok
-
-    if not worker_id_ok(worker_id):
-        raise LauncherError(ExitCode.INVALID_CONTAINER_NAME,
-                            f"invalid container name {worker_id!r}: not a Storm worker id")
-    return enter(launch, docker_pid(launch, worker_id), command_file)
-
-
-def profile_oci_container(launch, pid: str, command_file: str) -> int:
-    if not (pid.isdigit() and pid.isascii() and len(pid) <= 10 and str(int(pid)) == pid):
-        raise LauncherError(ExitCode.INVALID_CONTAINER_PID, f"invalid container pid {pid!r}")
-    return enter(launch, int(pid), command_file)
-
-
-def docker_pid(launch, worker_id: str) -> int:
-    """`docker inspect --format {{.State.Pid}} <worker-id>`, as root, argv only."""
-    import subprocess
-
-    docker = launch.config.docker_binary
-    try:
-        result = subprocess.run([docker, "inspect", "--format", "{{.State.Pid}}", worker_id],
-                                stdin=subprocess.DEVNULL, capture_output=True, env=PROFILER_ENV,
-                                timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError) as err:
-        raise LauncherError(ExitCode.INVALID_CONTAINER_PID,
-                            f"cannot run {docker} inspect: {err}") from None
-    text = result.stdout.decode("ascii", "replace").strip()
-    if result.returncode != 0 or not text.isdigit() or int(text) <= 1:
-        raise LauncherError(ExitCode.INVALID_CONTAINER_PID,
-                            f"no running docker container {worker_id} (docker inspect said "
-                            f"{text or result.stderr.decode('ascii', 'replace').strip()!r})")
-    return int(text)
 
 
 def container_cgroup(cgroup_text: str, parent: str | None) -> bool:
@@ -100,12 +58,12 @@ def enter(launch, pid: int, command_file: str) -> int:
         raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
                             "worker.profiler.script.path is not set in the config file")
     _check_profiler(profiler)
-    from ..docker.tokens import split_line
+    from ..core.tokens import split_line
 
-    args = split_line(privileges.read_as_caller(command_file, MAX_ARGS_BYTES), command_file,
+    args = split_line(identity.read_as_caller(command_file, MAX_ARGS_BYTES), command_file,
                       "profiler command", ExitCode.CANNOT_READ_FILE)
     mnt_fd, pid_fd = open_container_namespaces(launch, pid)
-    from .. import kernel
+    from ..privileged import kernel
     import resource  # noqa: F401  used after setns by restore_caller_process_state, where
     import signal  # noqa: F401  the container's file system has no Python library
 
@@ -129,7 +87,7 @@ def enter(launch, pid: int, command_file: str) -> int:
 
 
 def _check_profiler(profiler: str) -> None:
-    from .. import trust
+    from ..paths import trust
 
     problem = trust.chain_problem(profiler)
     if problem is None:
@@ -147,8 +105,8 @@ def _exec_profiler(launch, profiler: str, args: list) -> None:
     """In the child, inside the container's namespaces: drop to the user, exec. Never returns."""
     try:
         _check_profiler(profiler)  # as seen inside the container
-        privileges.become(launch.user.identity)
-        privileges.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
+        identity.become(launch.user.identity)
+        identity.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
         os.umask(PROFILER_UMASK)
         os.chdir("/")
         launch.before_exec()

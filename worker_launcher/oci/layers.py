@@ -13,8 +13,9 @@ try:  # the built-in SHA-256: hashlib loads OpenSSL, ~4 ms of every launch
 except ImportError:
     from hashlib import sha256
 
-from ..errors import ExitCode, LauncherError, os_error_text
-from . import mountinfo, mounts
+from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..privileged import mounts
+from . import mountinfo
 
 LAYERS = "layers"
 LOCK = "lock"
@@ -58,7 +59,7 @@ class LayerLock:
 
 def backing_matches(source: str, layer_fd: int) -> bool:
     """Whether the loop device `source` of a mounted layer is backed by the open layer file."""
-    from .. import kernel
+    from ..privileged import kernel
 
     try:
         fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)

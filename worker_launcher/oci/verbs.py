@@ -9,9 +9,10 @@ them all, so a failed launch leaves no mount, loop device or directory behind.
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
-from . import binds, layers, mounts, spec as oci_spec
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..privileged import mounts
+from . import binds, layers, spec as oci_spec
 
 
 class Request:
@@ -19,7 +20,7 @@ class Request:
 
     def __init__(self, launch, config_path: str):
         self.launch = launch
-        data = privileges.read_as_caller(config_path, oci_spec.MAX_BYTES)
+        data = identity.read_as_caller(config_path, oci_spec.MAX_BYTES)
         self.spec = oci_spec.parse(oci_spec.decode(data), launch.user.name)
         _check_cgroup(launch.policy, self.spec.cgroups_path)
         self.layer_fds, self.bind_fds = [], []
@@ -40,7 +41,7 @@ class Request:
     def open_layers(self) -> list:
         for index, path in enumerate(self.spec.layers):
             try:
-                fd = privileges.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
+                fd = identity.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
             except LauncherError as err:
                 raise oci_spec.refuse(f"$.layers[{index}].path", err.message) from None
             self.layer_fds.append(fd)
@@ -55,7 +56,7 @@ class Request:
 
 
 def _checked_run_root(run_root: str) -> str:
-    from ..trust import chain_problem
+    from ..paths.trust import chain_problem
 
     if any(char in run_root for char in ",:\\ "):
         raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
@@ -72,12 +73,12 @@ def _bind_source(launch, mount, index: int) -> int:
     """The host object to bind, as an O_PATH fd (binds.stage pins it for runc): located with
     the supervisor's rights (trusted root symlinks only), allowed by the policy for the
     requested mode."""
-    from ..verbs import pathwalk
+    from ..paths import resolve
 
     where = f"$.ociRuntimeConfig.mounts[{index}].source"
     try:
-        with privileges.acting_as(launch.caller):
-            entry = pathwalk.locate(mount.source)
+        with identity.acting_as(launch.caller):
+            entry = resolve.locate(mount.source)
     except LauncherError as err:
         raise oci_spec.refuse(where, err.message) from None
     try:
@@ -88,14 +89,14 @@ def _bind_source(launch, mount, index: int) -> int:
         refusal = launch.policy.bind_refusal(entry.path, mount.writable)
         if refusal:
             raise oci_spec.refuse(where, refusal)
-        with privileges.acting_as(launch.caller):
-            return pathwalk.open_entry(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with identity.acting_as(launch.caller):
+            return resolve.open_entry(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     finally:
         entry.close()
 
 
 def _check_cgroup(policy, cgroups_path: str) -> None:
-    from ..policy import is_within
+    from ..core.policy import is_within
 
     parent = policy.cgroup_parent
     if parent and (cgroups_path == parent or not is_within(cgroups_path, parent)):
@@ -155,16 +156,16 @@ def _remove_tree(path: str) -> None:
     so the user's files behind it are never deleted), then the rest, by unlinkat relative
     to directory fds: no symlink followed, no other file system (a root still mounted)
     entered."""
-    from ..verbs import dirtree
+    from ..paths import tree
 
     binds.release(path)
     try:
-        fd = os.open(path, dirtree.DIR_READ_FLAGS)
+        fd = os.open(path, tree.DIR_READ_FLAGS)
     except FileNotFoundError:
         return
     errors = []
     try:
-        dirtree.remove_below(fd, path, errors, _open_subdir)
+        tree.remove_below(fd, path, errors, _open_subdir)
     finally:
         os.close(fd)
     if not errors:
@@ -177,10 +178,10 @@ def _remove_tree(path: str) -> None:
 
 
 def _open_subdir(parent_fd: int, name: str, where: str):
-    from ..verbs import dirtree
+    from ..paths import tree
 
     try:
-        fd = os.open(name, dirtree.DIR_READ_FLAGS, dir_fd=parent_fd)
+        fd = os.open(name, tree.DIR_READ_FLAGS, dir_fd=parent_fd)
     except (FileNotFoundError, NotADirectoryError):
         return None
     return fd, os.fstat(fd)
@@ -201,7 +202,7 @@ def mount_layers_verb(launch, config_path: str) -> int:
 def run_oci_container(launch, workdir: str, config_path: str, artifacts_dir: str) -> int:
     """`runc-run <workdir> <oci-config.json> <artifacts-dir>`."""
     from . import launch as runc_launch
-    from ..verbs.dirs import prepare_workdir
+    from ..classic.dirs import prepare_workdir
 
     request = Request(launch, config_path)
     prepare_workdir(launch, workdir)

@@ -3,7 +3,7 @@
 import pwd
 
 from .errors import ExitCode, LauncherError
-from .privileges import Identity
+from .identity import Identity
 
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _REST = _FIRST | frozenset("0123456789.-")

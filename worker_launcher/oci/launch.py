@@ -8,8 +8,8 @@ file, the runc-<id>.out/.err logs) are written with the supervisor's or the user
 
 import os
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
 from . import bundle
 
 RUNC_TIMEOUT = 120
@@ -21,7 +21,7 @@ def _fail(message: str) -> LauncherError:
 
 
 def check_pid_file_absent(launch, pid_file: str) -> None:
-    with privileges.acting_as(launch.user.identity):
+    with identity.acting_as(launch.user.identity):
         try:
             os.lstat(pid_file)
         except FileNotFoundError:
@@ -35,18 +35,19 @@ def check_pid_file_absent(launch, pid_file: str) -> None:
 def open_runc_outputs(launch, artifacts_dir: str, container_id: str) -> tuple:
     """<artifacts-dir>/runc-<id>.out and .err, created by the user in their own artifacts
     directory: a symlink planted there is not followed, a root-owned file is not touched."""
-    from ..verbs import dirs, pathwalk
+    from ..classic import dirs
+    from ..paths import resolve
 
     entry = dirs.locate_confined(launch, artifacts_dir)
     try:
         if entry.st is None:
             raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"path does not exist: {artifacts_dir}")
-        dir_fd = pathwalk.open_entry(entry, pathwalk.DIR_PATH_FLAGS)
+        dir_fd = resolve.open_entry(entry, resolve.DIR_PATH_FLAGS)
     finally:
         entry.close()
     fds = []
     try:
-        with privileges.acting_as(launch.user.identity):
+        with identity.acting_as(launch.user.identity):
             for suffix in ("out", "err"):
                 name = f"runc-{container_id}.{suffix}"
                 try:
@@ -77,13 +78,13 @@ def _write_new(dir_fd, name: str, data: bytes, mode: int) -> None:
 def write_configs(launch, request, rootfs: str, workdir: str) -> None:
     """config.json into the root-only bundle directory (what runc reads), and a copy into
     the workdir written as the supervisor account, never through a symlink."""
-    from ..fastjson import dumps
+    from ..core.jsontext import dumps
 
     config = bundle.runtime_config(request.spec, launch.user.identity, rootfs,
                                    os.uname().nodename, request.bind_sources)
     data = dumps(config).encode()
     _write_new(None, f"{request.container_dir}/config.json", data, 0o600)
-    with privileges.acting_as(launch.caller):
+    with identity.acting_as(launch.caller):
         path = f"{workdir.rstrip('/')}/config.json"
         try:
             try:
@@ -176,7 +177,7 @@ def publish_pid(launch, request) -> None:
         pid = handle.read().strip()
     if not pid.isdigit():
         raise _fail(f"runc wrote no pid for {request.spec.container_id}")
-    with privileges.acting_as(launch.user.identity):
+    with identity.acting_as(launch.user.identity):
         try:
             _write_new(None, request.spec.pid_file, pid, 0o644)
         except OSError as err:

@@ -15,7 +15,7 @@ def _root_only(st) -> bool:
 
 
 def program(name: str, key: str, path: str, needed_for: str) -> tuple:
-    from .trust import chain_problem
+    from ..paths.trust import chain_problem
 
     try:
         st = os.stat(path)
@@ -32,7 +32,7 @@ def program(name: str, key: str, path: str, needed_for: str) -> tuple:
 
 
 def profiler(cfg) -> tuple:
-    from .trust import chain_problem
+    from ..paths.trust import chain_problem
 
     path = cfg.profiler_script
     if not path:
@@ -93,7 +93,7 @@ def namespaces() -> tuple:
 
 
 def syslog_check() -> tuple:
-    from .audit import syslog_reachable
+    from ..core.audit import syslog_reachable
 
     problem = syslog_reachable()
     if problem:

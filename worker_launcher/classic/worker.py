@@ -10,9 +10,10 @@ the interpreter).
 import os
 import stat
 
-from .. import privileges
-from ..errors import ExitCode, LauncherError, os_error_text
-from . import dirs, pathwalk
+from ..core import identity
+from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..paths import resolve
+from . import dirs
 
 CONTAINER_SCRIPT = "launch_container.sh"
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024
@@ -34,7 +35,7 @@ def profiler(launch, workdir: str, script: str) -> int:
 def exec_script(launch, workdir: str, script: str) -> int:
     """Copy `script` to workdir/launch_container.sh and exec it as the user; returns only
     by raising LauncherError."""
-    text = privileges.read_as_caller(script, MAX_SCRIPT_BYTES)
+    text = identity.read_as_caller(script, MAX_SCRIPT_BYTES)
     workdir_fd = _open_workdir(launch, workdir)
     try:
         os.setsid()
@@ -42,7 +43,7 @@ def exec_script(launch, workdir: str, script: str) -> int:
         raise LauncherError(ExitCode.SETSID_OPER_FAILED,
                             f"setsid failed: {os_error_text(err)}") from None
     # For good: real, effective and saved ids and the user's groups; verified by become().
-    privileges.become(launch.user.identity)
+    identity.become(launch.user.identity)
     target = f"{workdir.rstrip('/')}/{CONTAINER_SCRIPT}"
     write_launch_file(workdir_fd, text, target)
     os.umask(WORKER_UMASK)
@@ -52,7 +53,7 @@ def exec_script(launch, workdir: str, script: str) -> int:
         raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
                             f"cannot change directory to {workdir}: {os_error_text(err)}") from None
     os.close(workdir_fd)
-    privileges.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
+    identity.restore_caller_process_state()  # the caller's rlimits, default SIGPIPE/SIGXFSZ
     launch.before_exec()
     try:
         os.execv(target, [target])  # Storm: execlp(dest, dest, NULL)
@@ -74,7 +75,7 @@ def _open_workdir(launch, workdir: str) -> int:
                                 f"refusing {workdir}: it is a symlink")
         if not stat.S_ISDIR(entry.st.st_mode):
             raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"{workdir} is not a directory")
-        return pathwalk.open_entry(entry, pathwalk.DIR_PATH_FLAGS)
+        return resolve.open_entry(entry, resolve.DIR_PATH_FLAGS)
     finally:
         entry.close()
 

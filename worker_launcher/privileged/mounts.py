@@ -8,7 +8,7 @@ import errno
 import os
 import time
 
-from .. import kernel
+from . import kernel
 
 LAYER_FLAGS = kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV
 OVERLAY_FLAGS = kernel.MS_NOSUID | kernel.MS_NODEV

@@ -10,7 +10,7 @@ the link itself. The verbs then act relative to the returned directory fd.
 import os
 import stat
 
-from ..errors import ExitCode, LauncherError, os_error_text
+from ..core.errors import ExitCode, LauncherError, os_error_text
 
 MAX_SYMLINKS = 40
 DIR_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,0 +1,2 @@
+"""The OCI/squashfs runtime with runc: mount-layers, runc-run (run-oci-container),
+reap-layers (reap-oci-container)."""

@@ -1,1 +1,0 @@
-"""One module per command family. Each handler is function(launch, *args) -> exit code."""
