@@ -1,7 +1,10 @@
-"""cffi (API mode) build of worker_launcher.privileged._sys: the raw mount, setns and loop-device calls.
+"""cffi (API mode) builds of the launcher's two native modules:
 
-Run by the Makefile: python3 sys_build.py <output directory>. The public wrapper that raises
-OSError with context is worker_launcher/privileged/kernel.py.
+- worker_launcher.privileged._sys: the raw mount, setns and loop-device calls, wrapped (with
+  OSError carrying the context) by worker_launcher/privileged/kernel.py;
+- worker_launcher.paths._resolve: openat2(2), wrapped by worker_launcher/paths/resolve.py.
+
+Run by the Makefile: python3 sys_build.py <output directory>.
 """
 
 import sys
@@ -107,13 +110,57 @@ static int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint3
 """
 
 
+RESOLVE_CDEF = """
+#define RESOLVE_NO_XDEV ...
+#define RESOLVE_NO_MAGICLINKS ...
+#define RESOLVE_NO_SYMLINKS ...
+#define RESOLVE_BENEATH ...
+int wl_openat2(int dir_fd, const char *path, uint64_t flags, uint64_t resolve);
+"""
+
+# openat2 arrived in Linux 5.6; RHEL 8's headers lack it, so the ABI is spelled out here
+# (the syscall number is 437 on every architecture).
+RESOLVE_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#define RESOLVE_NO_XDEV 0x01
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+
+struct wl_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+static int wl_openat2(int dir_fd, const char *path, uint64_t flags, uint64_t resolve)
+{
+    struct wl_open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+}
+"""
+
+HARDENING = {"extra_compile_args": ["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
+             "extra_link_args": ["-Wl,-z,relro,-z,now"]}
+
+
 def main(out_dir: str) -> None:
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source("worker_launcher.privileged._sys", SOURCE,
-                       extra_compile_args=["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
-                       extra_link_args=["-Wl,-z,relro,-z,now"])
-    builder.compile(tmpdir=out_dir, verbose=False)
+    for name, cdef, source in (("worker_launcher.privileged._sys", CDEF, SOURCE),
+                               ("worker_launcher.paths._resolve", RESOLVE_CDEF, RESOLVE_SOURCE)):
+        builder = cffi.FFI()
+        builder.cdef(cdef)
+        builder.set_source(name, source, **HARDENING)
+        builder.compile(tmpdir=out_dir, verbose=False)
 
 
 if __name__ == "__main__":

@@ -61,14 +61,20 @@ def load_config():
 
 def load_policy(config):
     """The policy named by the config, or the built-in one when none is configured."""
-    import os
-
     from .core import policy
-    from .paths import trust
+    from .paths import resolve, trust
 
     if not config.policy_path:
         return policy.Policy(run_root=config.run_root)
     resolved, text = trust.read_root_file(config.policy_path, "policy file",
                                           policy.MAX_POLICY_BYTES, ExitCode.INVALID_CONFIG_FILE)
     data = policy.parse_document(text, resolved)
-    return policy.from_mapping(data, resolved, config.run_root, resolve=os.path.realpath)
+
+    def canonical(path):  # as root: trusted symlinks only, so no caller can redirect a root
+        try:
+            return resolve.canonical(path, pseudo_ok=True)
+        except LauncherError as err:
+            raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                                f"invalid policy file {resolved}: {err.message}") from None
+
+    return policy.from_mapping(data, resolved, config.run_root, resolve=canonical)

@@ -7,6 +7,8 @@ directory verbs (policy.directory_refusal). Owners and modes are then set as roo
 descriptors of that tree (ownership.fix_tree); removal runs with the user's rights.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
@@ -132,7 +134,8 @@ def _open_top(entry: resolve.Entry, path: str, directory_only: bool) -> int:
 
 
 def _rule(launch, user_writable: bool, setgid_dirs: bool = True) -> ownership.Rule:
-    return ownership.Rule(launch.user.identity.uid, launch.group_gid, user_writable, setgid_dirs)
+    return ownership.Rule(launch.user.identity.uid, launch.group_gid, user_writable, setgid_dirs,
+                          owners=(launch.caller.uid,))
 
 
 def _set_up(launch, path: str, user_writable: bool) -> int:

@@ -8,11 +8,14 @@ No nsenter binary and no shell: setns, fork (the child joins the pid namespace),
 the user for good, exec the profiler with the command file's arguments.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..paths import files
 
 PROFILER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 PROFILER_UMASK = 0o027
@@ -60,7 +63,7 @@ def enter(launch, pid: int, command_file: str) -> int:
     _check_profiler(profiler)
     from ..core.tokens import split_line
 
-    args = split_line(identity.read_as_caller(command_file, MAX_ARGS_BYTES), command_file,
+    args = split_line(files.read_as_caller(command_file, MAX_ARGS_BYTES), command_file,
                       "profiler command", ExitCode.CANNOT_READ_FILE)
     mnt_fd, pid_fd = open_container_namespaces(launch, pid)
     from ..privileged import kernel

@@ -6,6 +6,8 @@ whose real or saved uid equals the sender's real OR effective uid, so switching 
 effective uid would leave root's processes reachable through the real uid 0.
 """
 
+from __future__ import annotations
+
 import os
 
 from ..core import identity

@@ -12,7 +12,7 @@ import stat
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
-from ..paths import resolve
+from ..paths import files, resolve
 from . import dirs
 
 CONTAINER_SCRIPT = "launch_container.sh"
@@ -35,7 +35,7 @@ def profiler(launch, workdir: str, script: str) -> int:
 def exec_script(launch, workdir: str, script: str) -> int:
     """Copy `script` to workdir/launch_container.sh and exec it as the user; returns only
     by raising LauncherError."""
-    text = identity.read_as_caller(script, MAX_SCRIPT_BYTES)
+    text = files.read_as_caller(script, MAX_SCRIPT_BYTES)
     workdir_fd = _open_workdir(launch, workdir)
     try:
         os.setsid()

@@ -6,6 +6,8 @@ execs (worker, profiler) is logged right before the exec, since it never returns
 imported only here, only when a line is written: --help and --check-config never pay for it.
 """
 
+from __future__ import annotations
+
 _state = {"context": None, "logged": False}
 IDENT = "worker-launcher"
 

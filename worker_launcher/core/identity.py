@@ -7,7 +7,6 @@ cannot signal or trace us. From then on the effective ids are switched temporari
 """
 
 import os
-import stat
 
 from .errors import ExitCode, LauncherError, os_error_text
 
@@ -112,43 +111,6 @@ def become(who: Identity) -> None:
             return
         raise LauncherError(ExitCode.SETUID_OPER_FAILED,
                             f"root could be regained after dropping to uid {who.uid}")
-
-
-def open_as_caller(path: str, flags: int = os.O_RDONLY) -> int:
-    """Open a caller-named path with the caller's rights, never through a final symlink."""
-    flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
-    with acting_as(caller()):
-        try:
-            return os.open(path, flags)
-        except OSError as err:
-            raise LauncherError(ExitCode.CANNOT_OPEN_FILE,
-                                f"cannot open {path}: {os_error_text(err)}") from None
-
-
-def read_as_caller(path: str, limit: int) -> bytes:
-    """Read a regular file named by the caller, with the caller's rights, at most `limit` bytes."""
-    fd = open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise LauncherError(ExitCode.CANNOT_READ_FILE, f"{path} is not a regular file")
-        if st.st_size > limit:
-            raise LauncherError(ExitCode.CANNOT_READ_FILE, f"{path} is larger than {limit} bytes")
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, limit + 1 - total)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except OSError as err:
-        raise LauncherError(ExitCode.CANNOT_READ_FILE,
-                            f"cannot read {path}: {os_error_text(err)}") from None
-    finally:
-        os.close(fd)
-    if total > limit:
-        raise LauncherError(ExitCode.CANNOT_READ_FILE, f"{path} is larger than {limit} bytes")
-    return b"".join(chunks)
 
 
 def parse_caller_limits(text: str) -> tuple:

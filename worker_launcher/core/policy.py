@@ -5,6 +5,8 @@ key names, so an operator can point it at a root-owned copy of storm.yaml. Every
 pure; launch.load_policy reads the root-owned file and resolves the configured paths.
 """
 
+from __future__ import annotations
+
 import posixpath
 
 from .errors import ExitCode, LauncherError

@@ -1,5 +1,7 @@
 """The target user: who a worker runs as. Storm's checks, as a pure function plus a lookup."""
 
+from __future__ import annotations
+
 import pwd
 
 from .errors import ExitCode, LauncherError

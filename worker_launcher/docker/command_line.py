@@ -7,6 +7,8 @@ that keep the container to the target user's rights. Checks that need the file s
 run.py on the `Request` this returns. Every refusal names the offending token.
 """
 
+from __future__ import annotations
+
 from ..core.errors import ExitCode, LauncherError
 from ..core.policy import is_within, normalize
 from ..core.tokens import image_ok, worker_id_ok

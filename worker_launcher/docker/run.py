@@ -13,11 +13,14 @@ symlink the user could plant at <workdir>/container.cid; the id is then copied t
 user's workdir with the user's rights.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..paths import files
 from . import command_line, staging
 
 DOCKER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -43,7 +46,7 @@ def docker_run(launch, workdir: str, command_file: str) -> int:
 def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
     from ..core.tokens import MAX_COMMAND_BYTES, split_line
 
-    data = identity.read_as_caller(command_file, MAX_COMMAND_BYTES)
+    data = files.read_as_caller(command_file, MAX_COMMAND_BYTES)
     tokens = split_line(data, command_file)
     real_workdir = worker_directory(launch, workdir)
     who = launch.user.identity

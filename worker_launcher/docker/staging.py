@@ -9,6 +9,8 @@ the staging path. Once `docker run -d` has returned the container holds its own 
 the mounts, so the staging mounts are detached and the directory removed.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 

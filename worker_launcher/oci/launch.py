@@ -97,59 +97,13 @@ def write_configs(launch, request, rootfs: str, workdir: str) -> None:
 
 
 def _run_runc(launch, args: list, out_fd: int, err_fd: int):
-    """runc with `args`: argv only, an empty environment, a new session, stdin /dev/null.
-    Returns its exit code, or None when it was killed after RUNC_TIMEOUT seconds.
+    """runc with `args` (privileged.spawn: argv only, an empty environment, a new session,
+    stdin /dev/null). Returns its exit code, or None when it was killed after RUNC_TIMEOUT
+    seconds."""
+    from ..privileged import spawn
 
-    posix_spawn and a pidfd wait rather than subprocess: importing subprocess costs ~8 ms and
-    its timed wait polls at up to 50 ms intervals, both on the launch's critical path. No other
-    descriptor reaches runc: the stub closed everything above 2 and Python opens all files
-    close-on-exec."""
-    argv = [launch.config.runc, *args]
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        pid = os.posix_spawn(argv[0], argv, {}, setsid=True, file_actions=[
-            (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, out_fd, 1),
-            (os.POSIX_SPAWN_DUP2, err_fd, 2)])
-    finally:
-        os.close(null)
-    return _wait_exit(pid, RUNC_TIMEOUT)
-
-
-def _wait_exit(pid: int, timeout: float):
-    """The exit code of child `pid` (negative: killed by that signal), or None after killing
-    it when it ran longer than `timeout` seconds. A pidfd wakes us the moment it exits;
-    kernels before 5.3 (no pidfd_open) get a short-interval poll instead."""
-    import select
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return _poll_exit(pid, timeout)
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        exited = bool(poller.poll(timeout * 1000))
-    finally:
-        os.close(pidfd)
-    if not exited:
-        os.kill(pid, 9)
-    status = os.waitpid(pid, 0)[1]
-    return os.waitstatus_to_exitcode(status) if exited else None
-
-
-def _poll_exit(pid: int, timeout: float):
-    import time
-
-    deadline, delay = time.monotonic() + timeout, 0.001
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None
+    return spawn.run([launch.config.runc, *args], stdout=out_fd, stderr=err_fd,
+                     timeout=RUNC_TIMEOUT)
 
 
 def runc_run(launch, request, outputs: tuple) -> None:

@@ -11,6 +11,7 @@ import stat
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..paths import files, resolve
 from ..privileged import mounts
 from . import binds, layers, spec as oci_spec
 
@@ -20,7 +21,7 @@ class Request:
 
     def __init__(self, launch, config_path: str):
         self.launch = launch
-        data = identity.read_as_caller(config_path, oci_spec.MAX_BYTES)
+        data = files.read_as_caller(config_path, oci_spec.MAX_BYTES)
         self.spec = oci_spec.parse(oci_spec.decode(data), launch.user.name)
         _check_cgroup(launch.policy, self.spec.cgroups_path)
         self.layer_fds, self.bind_fds = [], []
@@ -41,7 +42,8 @@ class Request:
     def open_layers(self) -> list:
         for index, path in enumerate(self.spec.layers):
             try:
-                fd = identity.open_as_caller(path, os.O_RDONLY | os.O_NONBLOCK)
+                with identity.acting_as(self.launch.caller):
+                    fd, _ = resolve.open_path(path, os.O_RDONLY)
             except LauncherError as err:
                 raise oci_spec.refuse(f"$.layers[{index}].path", err.message) from None
             self.layer_fds.append(fd)
@@ -73,8 +75,6 @@ def _bind_source(launch, mount, index: int) -> int:
     """The host object to bind, as an O_PATH fd (binds.stage pins it for runc): located with
     the supervisor's rights (trusted root symlinks only), allowed by the policy for the
     requested mode."""
-    from ..paths import resolve
-
     where = f"$.ociRuntimeConfig.mounts[{index}].source"
     try:
         with identity.acting_as(launch.caller):

@@ -1,61 +1,124 @@
 """Ownership checks on what the launcher trusts: its config, policy, binary and own code."""
 
+from __future__ import annotations
+
 import os
 import stat
 import sys
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..core.policy import normalize
+from . import resolve
 
 
 def root_only_writable(st: os.stat_result) -> bool:
     return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def chain_problem(path: str) -> str | None:
-    """Why `path` or one of its parents could be changed by someone other than root, or None.
+def _owner_problem(where: str, st: os.stat_result) -> str | None:
+    if root_only_writable(st):
+        return None
+    return (f"{where} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}; "
+            f"it must be root-owned and not group- or world-writable")
 
-    The path is resolved first; every component of the resolved path must be root-owned
-    and not group- or world-writable. A missing path is judged by its nearest existing parent.
-    """
-    resolved = os.path.realpath(path)
-    current = resolved
-    while True:
+
+def root_chain(path: str) -> tuple:
+    """Walk `path` from / on descriptors: every directory on the way and the entry itself
+    must be changeable by root alone, and a symlink is followed only if trusted (see
+    resolve.trusted_link). Returns (O_PATH fd of the entry, or None when it is missing;
+    the canonical path; the problem, or None). A missing path is judged by its parents."""
+    current = normalize(path)
+    if current is None:
+        return None, path, f"{path!r} is not an absolute path without '.' or '..'"
+    for _ in range(resolve.MAX_SYMLINKS):
+        fd = os.open("/", resolve.DIR_PATH_FLAGS)
         try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            st = None
+            found = _root_chain_once(fd, current)
         except OSError as err:
-            return f"cannot stat {current}: {os_error_text(err)}"
-        if st is not None and not root_only_writable(st):
-            return (f"{current} is owned by uid {st.st_uid} with mode "
-                    f"{stat.S_IMODE(st.st_mode):04o}; it must be root-owned and not "
-                    f"group- or world-writable")
-        if current == "/":
-            return None
-        current = os.path.dirname(current)
+            return None, current, f"cannot check {current}: {os_error_text(err)}"
+        finally:
+            os.close(fd)
+        if isinstance(found, str):
+            current = found
+            continue
+        return found
+    return None, path, f"too many symlinks in {path}"
+
+
+def _root_chain_once(fd: int, path: str):
+    """(fd or None, path, problem) as root_chain, or the next path after a trusted link.
+    `fd` is the directory walked from; it stays the caller's to close."""
+    problem = _owner_problem("/", os.fstat(fd))
+    if problem:
+        return None, path, problem
+    parts = [part for part in path.split("/") if part]
+    held = None
+    try:
+        for index, name in enumerate(parts):
+            here = "/" + "/".join(parts[:index + 1])
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None, path, None
+            if stat.S_ISLNK(st.st_mode):
+                if resolve.trusted_link(st, os.fstat(fd)):
+                    return resolve.follow_link(here.rsplit("/", 1)[0],
+                                               os.readlink(name, dir_fd=fd), parts[index + 1:])
+                return None, path, (f"{here} is a symlink that someone other than root could "
+                                    f"have made")
+            problem = _owner_problem(here, st)
+            if problem:
+                return None, path, problem
+            if index < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+                return None, path, f"{here} is not a directory"
+            flags = (resolve.DIR_PATH_FLAGS if index < len(parts) - 1
+                     else os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            child = os.open(name, flags, dir_fd=fd)
+            if not resolve.same_file(os.fstat(child), st):
+                os.close(child)
+                return None, path, f"{here} changed while it was checked"
+            if held is not None:
+                os.close(held)
+            held = fd = child
+        result, held = held, None
+        return result, path, None
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def chain_problem(path: str) -> str | None:
+    """Why `path` or one of its parents could be changed by someone other than root, or None."""
+    fd, _, problem = root_chain(path)
+    if fd is not None:
+        os.close(fd)
+    return problem
+
+
+def _read_reopened(fd: int, limit: int) -> bytes:
+    """Read the entry behind the O_PATH `fd` (reopened through /proc/self/fd/N)."""
+    from .files import read_limited
+
+    data_fd = os.open(resolve.fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        return read_limited(data_fd, limit)
+    finally:
+        os.close(data_fd)
 
 
 def read_root_file(path: str, what: str, limit: int, code: int) -> tuple:
-    """Read a root-owned config file whose whole path only root can change.
-
-    Returns (resolved path, text). Raises LauncherError(code) naming the file otherwise.
-    """
-    problem = chain_problem(path)
+    """Read a config file only root can change (the file and every directory above it).
+    Returns (canonical path, text). Raises LauncherError(code) naming the file otherwise."""
+    fd, resolved, problem = root_chain(path)
     if problem:
         raise LauncherError(code, f"{what} {path} is not safe: {problem}")
-    resolved = os.path.realpath(path)
-    try:
-        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise LauncherError(code, f"cannot open {what} {resolved}: {os_error_text(err)}") from None
+    if fd is None:
+        raise LauncherError(code, f"cannot open {what} {resolved}: No such file or directory")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise LauncherError(code, f"{what} {resolved} is not a regular file")
-        if not root_only_writable(st):
-            raise LauncherError(code, f"{what} {resolved} must be root-owned and not group- "
-                                      f"or world-writable")
-        data = os.read(fd, limit + 1)
+        data = _read_reopened(fd, limit)
     except OSError as err:
         raise LauncherError(code, f"cannot read {what} {resolved}: {os_error_text(err)}") from None
     finally:

@@ -4,6 +4,8 @@ Every call raises OSError with the errno and a message naming the operation and 
 arguments (in the manner of runc's mountError), so a failure is one useful line.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 

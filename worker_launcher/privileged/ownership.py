@@ -26,20 +26,26 @@ def storm_mode(mode: int, user_writable: bool, setgid_dirs: bool) -> int:
 
 
 class Rule:
-    """Owner, group and mode rule for one subtree."""
+    """Owner, group and mode rule for one subtree. Only entries owned by one of `owners`
+    (the supervisor account and the user; by default the user alone) are changed."""
 
-    __slots__ = ("uid", "gid", "user_writable", "setgid_dirs")
+    __slots__ = ("uid", "gid", "user_writable", "setgid_dirs", "owners")
 
-    def __init__(self, uid, gid, user_writable, setgid_dirs=True):
+    def __init__(self, uid, gid, user_writable, setgid_dirs=True, owners=()):
         self.uid, self.gid = uid, gid
         self.user_writable, self.setgid_dirs = user_writable, setgid_dirs
+        self.owners = frozenset(owners) | {uid}
 
 
-def apply_rule(fd: int, st: os.stat_result, rule: Rule, where: str) -> None:
-    """fchown/fchmod the open entry; each call only where something changes. A file with
-    other hard links is taken over only if the user owns it already: it could be a link to
-    a file of someone else's (another user's, the supervisor's, root's) where the kernel
-    does not forbid such links (fs.protected_hardlinks=0)."""
+def apply_rule(fd: int, st: os.stat_result, rule: Rule, where: str, foreign: list) -> bool:
+    """fchown/fchmod the open entry; each call only where something changes. An entry of
+    anyone but the rule's owners (root's, another user's) is left alone and reported in
+    `foreign`: False is returned and a directory is then not entered. A file with other
+    hard links is taken over only if the user owns it already: it could be a link to a file
+    of the supervisor's where the kernel does not forbid such links (protected_hardlinks=0)."""
+    if st.st_uid not in rule.owners:
+        foreign.append(f"{where} (uid {st.st_uid})")
+        return False
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid != rule.uid:
         raise LauncherError(TREE_FAILED,
                             f"refusing {where}: a hard link to a file of uid {st.st_uid}")
@@ -53,19 +59,29 @@ def apply_rule(fd: int, st: os.stat_result, rule: Rule, where: str) -> None:
     except OSError as err:
         raise LauncherError(TREE_FAILED, f"cannot set owner or mode of {where}: "
                                          f"{os_error_text(err)}") from None
+    return True
 
 
 def fix_tree(top_fd: int, top_path: str, rule: Rule, child_rules=None) -> None:
     """Apply `rule` to the open entry `top_fd` and, if a directory, to everything below it
     on the same file system. `child_rules` maps names directly below the top to another
     rule for their subtree. Symlinks are skipped; other mounts are neither touched nor
-    entered; devices, fifos and sockets are refused as Storm does."""
+    entered; devices, fifos and sockets are refused as Storm does. Entries of others are
+    left alone; once the rest is done they are reported (exit 20)."""
+    foreign = []
     top_st = os.fstat(top_fd)
-    apply_rule(top_fd, top_st, rule, top_path)
-    if not stat.S_ISDIR(top_st.st_mode):
-        return
+    if apply_rule(top_fd, top_st, rule, top_path, foreign) and stat.S_ISDIR(top_st.st_mode):
+        _fix_below(top_fd, top_st, top_path, rule, child_rules, foreign)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise LauncherError(TREE_FAILED, f"left alone in {top_path}: {foreign[0]}{more}; only "
+                                         f"entries of the supervisor account or the user are "
+                                         f"set up")
+
+
+def _fix_below(top_fd, top_st, top_path, rule, child_rules, foreign) -> None:
     # One open directory per level: (fd, path, [(subdirectory name, rule)] still to do).
-    stack = [(top_fd, top_path, _fix_files(top_fd, top_path, rule, child_rules))]
+    stack = [(top_fd, top_path, _fix_files(top_fd, top_path, rule, child_rules, foreign))]
     try:
         while stack:
             fd, path, pending = stack[-1]
@@ -83,16 +99,17 @@ def fix_tree(top_fd: int, top_path: str, rule: Rule, child_rules=None) -> None:
             if st.st_dev != top_st.st_dev:  # a mount point: neither touched nor entered
                 os.close(child_fd)
                 continue
-            stack.append((child_fd, where, []))
-            apply_rule(child_fd, st, sub_rule, where)
-            stack[-1][2].extend(_fix_files(child_fd, where, sub_rule, None))
+            if not apply_rule(child_fd, st, sub_rule, where, foreign):
+                os.close(child_fd)
+                continue
+            stack.append((child_fd, where, _fix_files(child_fd, where, sub_rule, None, foreign)))
     finally:
         for fd, _, _ in stack:
             if fd != top_fd:
                 os.close(fd)
 
 
-def _fix_files(fd: int, path: str, rule: Rule, child_rules) -> list:
+def _fix_files(fd: int, path: str, rule: Rule, child_rules, foreign: list) -> list:
     """Apply the rule to the files in directory `fd`; return [(subdir name, rule)]."""
     subdirs = []
     for name, kind in list_dir(fd, path):
@@ -107,7 +124,7 @@ def _fix_files(fd: int, path: str, rule: Rule, child_rules) -> list:
             try:
                 if not stat.S_ISREG(st.st_mode):
                     raise LauncherError(TREE_FAILED, f"{path}/{name} changed while it was set up")
-                apply_rule(child_fd, st, entry_rule, f"{path}/{name}")
+                apply_rule(child_fd, st, entry_rule, f"{path}/{name}", foreign)
             finally:
                 os.close(child_fd)
         elif kind != stat.S_IFLNK:

@@ -1,0 +1,89 @@
+"""The one way the launcher starts a root child (runc, docker).
+
+`run` starts `argv` with posix_spawn: no shell, argv only; an environment we give (empty by
+default, never the caller's); a new session, so no terminal signal of the caller reaches it;
+every signal at its default disposition and none blocked (CPython ignores SIGPIPE and
+SIGXFSZ, which a child must not inherit); stdin /dev/null unless told otherwise. No other
+descriptor reaches the child: the stub closed everything above 2 and Python opens files
+close-on-exec. The child is waited for through a pidfd, so its exit wakes us at once; after
+`timeout` seconds, or when the wait is interrupted (the caller cancelled the launch), it is
+killed and reaped: a child never outlives the call that started it.
+"""
+
+import os
+
+SAFE_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
+        timeout=None):
+    """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
+    signal that killed it), or None when it was killed after `timeout` seconds."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
+    try:
+        pid = os.posix_spawn(argv[0], list(argv), {} if env is None else env, setsid=True,
+                             setsigdef=_all_signals(),
+                             setsigmask=(), file_actions=[
+                                 (os.POSIX_SPAWN_DUP2, stdin if null is None else null, 0),
+                                 (os.POSIX_SPAWN_DUP2, stdout, 1),
+                                 (os.POSIX_SPAWN_DUP2, stderr, 2)])
+    finally:
+        if null is not None:
+            os.close(null)
+    return wait_exit(pid, timeout)
+
+
+def _all_signals() -> tuple:
+    """Every standard signal but SIGKILL and SIGSTOP (which have no disposition to reset)."""
+    return tuple(number for number in range(1, 32) if number not in (9, 19))
+
+
+def wait_exit(pid: int, timeout=None):
+    """The exit code of child `pid` (negative: killed by that signal), or None after killing
+    it when it ran longer than `timeout` seconds (None: no limit). Kernels before 5.3 (no
+    pidfd_open) get a short-interval poll instead."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return _poll_exit(pid, timeout)
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        exited = bool(poller.poll(None if timeout is None else timeout * 1000))
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(pidfd)
+    if not exited:
+        _kill_and_reap(pid)
+        return None
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def _poll_exit(pid: int, timeout):
+    import time
+
+    deadline, delay = None if timeout is None else time.monotonic() + timeout, 0.001
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    _kill_and_reap(pid)
+    return None
