@@ -3,7 +3,7 @@
 
 from hypothesis import given, strategies as st
 
-from fuzz.settings import FUZZ
+from support.fuzz import FUZZ
 from worker_launcher.core import config, policy, users
 from worker_launcher.core.errors import ExitCode, LauncherError
 

@@ -4,8 +4,8 @@ the container more than the user's rights."""
 
 from hypothesis import given, strategies as st
 
-from fuzz.settings import FUZZ
-from worker_launcher.core.tokens import MAX_COMMAND_BYTES, image_ok, split_line, worker_id_ok  # noqa: F401
+from support.fuzz import FUZZ
+from worker_launcher.core.tokens import split_line
 from worker_launcher.docker import command_line as cl
 from worker_launcher.core.errors import ExitCode, LauncherError
 from worker_launcher.classic import profiler as nsenter

@@ -7,7 +7,7 @@ import json
 
 from hypothesis import given, strategies as st
 
-from fuzz.settings import FUZZ
+from support.fuzz import FUZZ
 from worker_launcher.core.errors import ExitCode, LauncherError, one_line
 from worker_launcher.core.policy import normalize
 from worker_launcher.oci import spec as oci_spec

@@ -7,11 +7,11 @@ import stat
 
 from hypothesis import given, strategies as st
 
-from fuzz.settings import FUZZ
+from support.fuzz import FUZZ
 from worker_launcher.core import identity as privileges, policy
 from worker_launcher.core.errors import MAX_MESSAGE_CHARS, one_line
 from worker_launcher.classic import signals
-from worker_launcher.paths import resolve as pathwalk, tree as dirtree
+from worker_launcher.paths import resolve as pathwalk
 from worker_launcher.privileged import ownership
 
 LIBC = ctypes.CDLL(None)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from conftest import require
+from support.env import require
 from worker_launcher import commands
 from worker_launcher.core.errors import ExitCode, LauncherError
 from worker_launcher.paths import resolve as pathwalk, tree as dirtree

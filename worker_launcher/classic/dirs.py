@@ -44,7 +44,7 @@ def prepare_workdir(launch, workdir: str) -> None:
     try:
         fd = _open_top(entry, workdir, directory_only=True)
         try:
-            _ensure_tmp(fd, entry.path)
+            _ensure_tmp(launch, fd, entry.path)
             ownership.fix_tree(fd, entry.path, _rule(launch, True),
                              {TMP_DIR: _rule(launch, True, setgid_dirs=False)})
         finally:
@@ -151,14 +151,21 @@ def _set_up(launch, path: str, user_writable: bool) -> int:
     return ExitCode.OK
 
 
-def _ensure_tmp(fd: int, path: str) -> None:
-    """Create workdir/tmp if missing (fix_tree then gives it to the user); it must be a
-    real directory, not a symlink the user planted."""
+def _ensure_tmp(launch, fd: int, path: str) -> None:
+    """Create workdir/tmp if missing, with the rights of the supervisor account (or, in a
+    workdir already the user's, the user's): fix_tree then gives it to the user. It must be
+    a real directory, not a symlink the user planted."""
     try:
-        try:
-            os.mkdir(TMP_DIR, 0o700, dir_fd=fd)
-        except FileExistsError:
-            pass
+        for who in (launch.caller, launch.user.identity):
+            try:
+                with identity.acting_as(who):
+                    os.mkdir(TMP_DIR, 0o700, dir_fd=fd)
+                break
+            except FileExistsError:
+                break
+            except PermissionError:
+                if who is launch.user.identity:
+                    raise
         st = os.stat(TMP_DIR, dir_fd=fd, follow_symlinks=False)
     except OSError as err:
         raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH,

@@ -43,7 +43,10 @@ class Request:
         for index, path in enumerate(self.spec.layers):
             try:
                 with identity.acting_as(self.launch.caller):
-                    fd, _ = resolve.open_path(path, os.O_RDONLY)
+                    fd, found = resolve.open_path(path, os.O_RDONLY)
+                if found != path:
+                    os.close(fd)
+                    raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"{path} is a symlink")
             except LauncherError as err:
                 raise oci_spec.refuse(f"$.layers[{index}].path", err.message) from None
             self.layer_fds.append(fd)
@@ -76,9 +79,15 @@ def _bind_source(launch, mount, index: int) -> int:
     the supervisor's rights (trusted root symlinks only), allowed by the policy for the
     requested mode."""
     where = f"$.ociRuntimeConfig.mounts[{index}].source"
+    policy = launch.policy
+    refusal = policy.bind_refusal(mount.source, mount.writable)  # as named: the clearest line
+    if refusal:
+        raise oci_spec.refuse(where, refusal)
+    # Storm binds the cgroup root (a pseudo file system) read-only: only that one, as named.
+    pseudo_ok = not mount.writable and mount.source == policy.cgroup_root
     try:
         with identity.acting_as(launch.caller):
-            entry = resolve.locate(mount.source)
+            entry = resolve.locate(mount.source, pseudo_ok=pseudo_ok)
     except LauncherError as err:
         raise oci_spec.refuse(where, err.message) from None
     try:
@@ -86,7 +95,7 @@ def _bind_source(launch, mount, index: int) -> int:
             raise oci_spec.refuse(where, f"{mount.source} does not exist")
         if stat.S_ISLNK(entry.st.st_mode):
             raise oci_spec.refuse(where, f"{mount.source} is a symlink")
-        refusal = launch.policy.bind_refusal(entry.path, mount.writable)
+        refusal = policy.bind_refusal(entry.path, mount.writable)  # as found
         if refusal:
             raise oci_spec.refuse(where, refusal)
         with identity.acting_as(launch.caller):

@@ -1,0 +1,138 @@
+"""The audit log: one syslog (authpriv) line per privileged action, like sudo."""
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support.env import GROUP, SUPERVISOR, require
+
+AUTHPRIV = 10 << 3
+NOTICE, WARNING = 5, 4
+
+
+class SyslogReceiver:
+    """A datagram socket where the launcher's syslog() lands. When /dev/log is free it is
+    bound there; when a real syslog daemon owns it, the launcher runs in a private mount
+    namespace with our socket bind-mounted over /dev/log."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "log.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        os.chmod(self.path, 0o666)
+        self.sock.settimeout(5)
+        self.linked = False
+        if not os.path.lexists("/dev/log"):
+            os.symlink(self.path, "/dev/log")
+            self.linked = True
+
+    def wrap(self, argv: list) -> list:
+        if self.linked:
+            return argv
+        require(subprocess.run(["which", "unshare"], capture_output=True).returncode == 0,
+                "unshare is not installed")
+        return ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+                f'mount --bind {self.path} /dev/log && exec "$@"', "sh", *argv]
+
+    def lines(self, marker: str, settle: float = 0.3) -> list:
+        """The lines that mention `marker` (other launchers on this machine may log too),
+        waiting for the first and then `settle` seconds for any more."""
+        got, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                line = self.sock.recv(65536).decode()
+            except socket.timeout:
+                break
+            if marker in line:
+                got.append(line)
+                deadline = min(deadline, time.monotonic() + settle)
+        return got
+
+    def close(self):
+        if self.linked:
+            os.unlink("/dev/log")
+        self.sock.close()
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    log = SyslogReceiver(tmp_path)
+    yield log
+    log.close()
+
+
+def run_logged(launcher, receiver, *args):
+    argv = receiver.wrap(["setpriv", f"--reuid={SUPERVISOR}", f"--regid={GROUP}", "--init-groups",
+                          "--", str(launcher.binary), *map(str, args)])
+    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+                          cwd="/", timeout=60)
+
+
+def parse(line: str) -> tuple:
+    priority, _, rest = line.partition(">")
+    return int(priority.lstrip("<")), rest
+
+
+def test_success_is_logged_once(launcher, storm, receiver):
+    target = storm.local / "code"
+    target.mkdir()
+    os.chown(target, 1901, 1900)
+    result = run_logged(launcher, receiver, "wlalice", "code-dir", target)
+    assert result.returncode == 0, result.stderr
+    logged = receiver.lines(str(target))
+    assert len(logged) == 1
+    priority, text = parse(logged[0])
+    assert priority == AUTHPRIV | NOTICE
+    assert "worker-launcher[" in text
+    assert text.endswith(f"wlsuper(1901) : USER=wlalice ; COMMAND=code-dir ; ARGS={target} ; "
+                         "OUTCOME=ok ; EXIT=0")
+
+
+def test_refusal_is_logged_with_the_reason(launcher, storm, receiver):
+    result = run_logged(launcher, receiver, "wlalice", "code-dir", "/etc")
+    assert result.returncode == 5
+    priority, text = parse(receiver.lines("ARGS=/etc ;")[0])
+    assert priority == AUTHPRIV | WARNING
+    assert "USER=wlalice ; COMMAND=code-dir ; ARGS=/etc ; OUTCOME=refused or failed ; EXIT=5" in text
+    assert "ERROR=" in text and "/etc" in text.split("ERROR=")[1]
+
+
+def test_invalid_user_is_logged(launcher, receiver):
+    result = run_logged(launcher, receiver, "root", "code-dir", "/tmp/x")
+    assert result.returncode == 2
+    _, text = parse(receiver.lines("USER=root ; COMMAND=code-dir")[0])
+    assert "EXIT=2" in text
+
+
+def test_control_characters_cannot_forge_log_lines(launcher, receiver):
+    run_logged(launcher, receiver, "wlalice", "rmr", "/tmp/x\nFAKE : USER=root")
+    _, text = parse(receiver.lines("FAKE")[0])
+    assert "\n" not in text and "/tmp/x\\nFAKE" in text
+
+
+def test_help_and_check_config_log_nothing(launcher, receiver):
+    assert run_logged(launcher, receiver, "--help").returncode == 0
+    run_logged(launcher, receiver, "--check-config")
+    assert receiver.lines("USER=--", settle=0.3) == []
+
+
+def test_check_config_reports_syslog(launcher, receiver):
+    result = run_logged(launcher, receiver, "--check-config")
+    assert "ok   syslog   /dev/log accepts the audit log" in result.stdout
+
+
+def test_exec_verb_is_logged_before_it_execs(launcher, storm, receiver, tmp_path):
+    workdir = storm.workdir("audit-worker")
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\ntrue\n")
+    os.chmod(script, 0o755)
+    result = run_logged(launcher, receiver, "wlalice", "worker", workdir, script)
+    assert result.returncode == 0, result.stderr
+    _, text = parse(receiver.lines(str(workdir))[0])
+    assert f"COMMAND=worker ; ARGS={workdir} {script} ; OUTCOME=exec ; EXIT=0" in text

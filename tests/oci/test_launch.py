@@ -1,0 +1,58 @@
+"""run-oci-container and reap-oci-container for real: runc, squashfs layers, overlay."""
+
+import os
+import stat
+
+from support.oci import LAYER_MARK, loops_backed_by, mounted_under, runc_ids
+from support.env import USER, uid_of
+
+PROBE = (
+    "id -u > $WORKDIR/uid.out\n"
+    "id -G > $WORKDIR/groups.out\n"
+    f"cat {LAYER_MARK} /etc/only-in-0 /etc/only-in-2 > $WORKDIR/layers.out\n"
+    "touch /rootfs-write 2> /dev/null && echo writable > $WORKDIR/root.out"
+    " || echo read-only > $WORKDIR/root.out\n"
+    "touch /tmp/tmp-write && echo tmp-ok > $WORKDIR/tmp.out\n"
+    "echo done > $WORKDIR/done.out\n"
+    "sleep 300\n"
+)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie left for this machine's init to collect is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_launch_and_reap(oci):
+    worker = oci.new_worker(PROBE)
+    result = worker.launch()
+    assert result.returncode == 0, result.stderr
+    worker.wait_for("done.out")
+    assert worker.wait_for("uid.out").split() == [str(uid_of(USER))]
+    groups = set(map(int, worker.wait_for("groups.out").split()))
+    assert {uid_of(USER), 2100} <= groups
+    assert worker.wait_for("layers.out").splitlines() == ["layer 2", "0", "2"]
+    assert worker.wait_for("root.out").strip() == "read-only"
+    assert worker.wait_for("tmp.out").strip() == "tmp-ok"
+    assert (worker.workdir / "tmp" / "tmp-write").exists()
+    pid_file = worker.artifacts / f"container-{worker.container_id.split('-', 1)[1]}.pid"
+    pid = int(pid_file.read_text())
+    assert os.stat(f"/proc/{pid}").st_uid == uid_of(USER)
+    assert worker.container_id in runc_ids()
+    assert len(loops_backed_by(oci.layers)) == 3
+    st = (worker.workdir / "config.json").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640
+
+    reaped = worker.reap(keep=0)
+    assert reaped.returncode == 0, reaped.stderr
+    assert mounted_under(oci.run_root) == []
+    assert loops_backed_by(oci.layers) == []
+    assert worker.container_id not in runc_ids()
+    assert not (oci.run_root / worker.container_id).exists()
+    assert not alive(pid)
+    again = worker.reap(keep=0)
+    assert again.returncode == 0, again.stderr

@@ -1,0 +1,62 @@
+"""A running dockerd for the docker tests, and a busybox image made with `docker import`.
+
+If `docker info` answers, the running daemon is used and left running. Otherwise dockerd is
+started (`--iptables=false --bridge=none`, its own log file) and stopped at the end.
+"""
+
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from support.rootfs import make_rootfs
+
+IMAGE = "wl-tests/busybox:1"
+LOG = Path("/var/log/wl-tests-dockerd.log")
+
+
+def docker(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    return subprocess.run(["docker", *map(str, args)], check=check, timeout=120, **kwargs)
+
+
+def answers() -> bool:
+    return docker("info", check=False).returncode == 0
+
+
+def start() -> subprocess.Popen:
+    log = open(LOG, "ab")
+    process = subprocess.Popen(["dockerd", "--iptables=false", "--bridge=none"],
+                               stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if answers():
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"dockerd did not become ready; see {LOG}")
+
+
+def import_image() -> None:
+    if docker("image", "inspect", IMAGE, check=False).returncode == 0:
+        return
+    root = Path(tempfile.mkdtemp(prefix="wl-busybox-"))
+    try:
+        make_rootfs(root)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for entry in sorted(root.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        docker("import", "-", IMAGE, input=buffer.getvalue(), text=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
