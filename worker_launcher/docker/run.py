@@ -4,8 +4,8 @@ The command file is read with the supervisor account's rights and validated toke
 (command_line.py) before anything runs. Then the checks that need the file system: bind
 sources (resolved with the supervisor account's rights, never a symlink at the end, and
 allowed by the policy), seccomp profiles and the --config directory (root-owned), the image
-policy. Docker runs as root (topology users need no access to docker) with argv only, after
-setsid, in a minimal environment; its exit status is ours.
+policy. Docker runs as root (topology users need no access to docker) with argv only, in a
+new session and a minimal environment (privileged.spawn); its exit status is ours.
 
 For `run`, bind sources are pinned and staged where only root can change them
 (staging.py), and docker (root) writes the cid file there too rather than following a
@@ -60,8 +60,7 @@ def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
     sources = check_host(launch, request, command_file)
     if request.subcommand == "run":
         return run_container(launch, request, sources)
-    exec_docker(launch, request.tokens)
-    return ExitCode.DOCKER_RUN_FAILED  # not reached
+    return run_docker(launch, request.tokens)
 
 
 def worker_directory(launch, workdir: str) -> str:
@@ -121,25 +120,19 @@ def _not_regular(path: str) -> str | None:
     return f"{path} is not a regular file"
 
 
-def _setsid() -> None:
-    try:
-        os.setsid()
-    except OSError as err:
-        raise LauncherError(ExitCode.SETSID_OPER_FAILED,
-                            f"setsid failed: {os_error_text(err)}") from None
+def run_docker(launch, tokens: list) -> int:
+    """docker with the validated tokens, as root (privileged.spawn: argv only, a fixed
+    environment, a new session), its stdout and stderr ours; returns its exit status (a
+    signal N as 128 + N)."""
+    from ..privileged import spawn
 
-
-def exec_docker(launch, tokens: list) -> None:
-    """Replace this process by docker, as root, after setsid; never returns."""
     docker = launch.config.docker_binary
-    _setsid()
-    launch.before_exec()
     try:
-        # Safe as root: every token was validated; argv only, no shell; fixed environment.
-        os.execve(docker, [docker, *tokens], DOCKER_ENV)
+        code = spawn.run([docker, *tokens], env=DOCKER_ENV)
     except OSError as err:
         raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                             f"cannot execute {docker}: {os_error_text(err)}") from None
+    return code if code >= 0 else 128 - code
 
 
 def run_container(launch, request, sources: list) -> int:
@@ -151,7 +144,7 @@ def run_container(launch, request, sources: list) -> int:
         for (source, destination, writable), (fd, real) in zip(request.binds, sources):
             mode = "" if writable else ":ro"
             replace[f"{source}:{destination}{mode}"] = f"{stage.bind(fd, real)}:{destination}{mode}"
-        code = _run_and_wait(launch, [replace.get(t, t) for t in request.tokens])
+        code = run_docker(launch, [replace.get(t, t) for t in request.tokens])
         cid = stage.read_cid()
     finally:
         stage.close()
@@ -160,20 +153,6 @@ def run_container(launch, request, sources: list) -> int:
     if request.cidfile and cid is not None:
         write_user_cidfile(launch, request.cidfile, cid)
     return code
-
-
-def _run_and_wait(launch, tokens: list) -> int:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            exec_docker(launch, tokens)
-        except LauncherError as err:
-            os.write(2, f"worker-launcher: {err.message}\n".encode())
-            os._exit(err.code)
-        os._exit(ExitCode.DOCKER_RUN_FAILED)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
 
 
 def write_user_cidfile(launch, cidfile: str, cid: bytes) -> None:

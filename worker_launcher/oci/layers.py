@@ -57,24 +57,6 @@ class LayerLock:
         return False
 
 
-def backing_matches(source: str, layer_fd: int) -> bool:
-    """Whether the loop device `source` of a mounted layer is backed by the open layer file."""
-    from ..privileged import kernel
-
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        device, inode, _ = kernel.loop_backing(fd)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    st = os.fstat(layer_fd)
-    return (device, inode) == (st.st_dev, st.st_ino)
-
-
 def mount_layers(run_root: str, layers: list, undo: list) -> list:
     """Mount (or reuse) every layer; call with the LayerLock held. `layers` are
     (path, fd) pairs. Returns the mount directories; appends an undo step for each layer
@@ -86,7 +68,7 @@ def mount_layers(run_root: str, layers: list, undo: list) -> list:
         mnt = f"{directory}/mnt"
         entry = mounted.get(mnt)
         if entry is not None:
-            if entry.fstype != "squashfs" or not backing_matches(entry.source, fd):
+            if entry.fstype != "squashfs" or not mounts.backing_matches(entry.source, fd):
                 raise LauncherError(ExitCode.OCI_RUN_FAILED,
                                     f"layer {path} changed since it was mounted at {mnt}; "
                                     f"reap it first")

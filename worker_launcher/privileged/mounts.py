@@ -53,3 +53,19 @@ def unmount(target: str) -> bool:
         time.sleep(delay)
         delay *= 2
     return False
+
+
+def backing_matches(source: str, layer_fd: int) -> bool:
+    """Whether the loop device `source` of a mounted layer is backed by the open layer file."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        device, inode, _ = kernel.loop_backing(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    st = os.fstat(layer_fd)
+    return (device, inode) == (st.st_dev, st.st_ino)
