@@ -8,12 +8,23 @@ imported only here, only when a line is written: --help and --check-config never
 
 from __future__ import annotations
 
-_state = {"context": None, "logged": False}
+_state = {"context": None, "logged": False, "objects": {}, "children": []}
 IDENT = "worker-launcher"
 
 
 def begin(caller_uid: int, user: str, command: str, args) -> None:
     _state["context"] = (caller_uid, user, command, tuple(args))
+
+
+def note(**objects) -> None:
+    """What the call acts on, for its audit line: e.g. note(container=..., layers=...),
+    note(docker="run", name=...). Later values of a key replace earlier ones."""
+    _state["objects"].update(objects)
+
+
+def child_exit(program: str, code) -> None:
+    """The exit status of a root child (runc, docker): part of the audit line."""
+    _state["children"].append((program, code))
 
 
 def exec_now() -> None:
