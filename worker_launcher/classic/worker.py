@@ -81,29 +81,10 @@ def _open_workdir(launch, workdir: str) -> int:
 
 
 def write_launch_file(workdir_fd: int, text: bytes, where: str) -> None:
-    """Create launch_container.sh afresh, 0700: an old one (or a symlink planted in its
-    place) is unlinked first, never written through; O_EXCL|O_NOFOLLOW refuses whatever
-    appears in between. Runs with the user's rights only."""
+    """Create launch_container.sh afresh, 0700, never through what was there (paths.files.
+    replace). Runs with the user's rights only."""
     try:
-        os.unlink(CONTAINER_SCRIPT, dir_fd=workdir_fd)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
-                            f"cannot replace {where}: {os_error_text(err)}") from None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(CONTAINER_SCRIPT, flags, 0o700, dir_fd=workdir_fd)
+        files.replace(workdir_fd, CONTAINER_SCRIPT, text, 0o700)
     except OSError as err:
         raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
                             f"cannot create {where}: {os_error_text(err)}") from None
-    try:
-        os.fchmod(fd, 0o700)
-        view = memoryview(text)
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError as err:
-        raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
-                            f"cannot write {where}: {os_error_text(err)}") from None
-    finally:
-        os.close(fd)
