@@ -10,6 +10,7 @@ import grp
 import json
 import os
 import pwd
+import select
 import shutil
 import statistics
 import subprocess
@@ -94,18 +95,29 @@ class Call:
 
 def timed(argv, who: dict) -> Call:
     """Run argv, wall time from spawn to exit. Output goes to a file, not a pipe, so a
-    process that keeps a copy of the descriptor (a container) cannot stall the wait."""
+    process that keeps a copy of the descriptor (a container) cannot stall the wait. The
+    exit is waited for on a pidfd: subprocess's own timed wait polls with sleeps growing
+    to 50 ms, which would round every sample up to its next poll."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, **who)
+        pidfd = os.pidfd_open(proc.pid)
         try:
-            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=CALL_TIMEOUT, **who).returncode
-        except subprocess.TimeoutExpired:
-            code = None
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            exited = bool(poller.poll(CALL_TIMEOUT * 1000))
+        finally:
+            os.close(pidfd)
+        if not exited:
+            proc.kill()
+        code = proc.wait()
         ms = (time.perf_counter() - start) * 1000
         out.seek(0)
         text = out.read().decode(errors="replace")
-    return Call(ms, code, text if code is not None else text + f"\n(timed out after {CALL_TIMEOUT} s)")
+    if not exited:
+        return Call(ms, None, text + f"\n(killed after {CALL_TIMEOUT} s)")
+    return Call(ms, code, text)
 
 
 def median(values) -> float:
