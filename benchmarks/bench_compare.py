@@ -25,6 +25,8 @@ was there; the reference is used with its own config, read-only. See benchmarks/
 
 import argparse
 import datetime
+import grp
+import json
 import os
 import platform
 import re
@@ -369,9 +371,9 @@ def main() -> int:
 
     storm = env.Storm(bench_dir / "node")
     policy = bench_dir / "policy.json"
-    policy.write_text(__import__("json").dumps(storm.policy()))
+    policy.write_text(json.dumps(storm.policy()))
     os.chmod(policy, 0o644)
-    restore = write_our_config(our_conf, __import__("grp").getgrgid(our_group).gr_name, policy)
+    restore = write_our_config(our_conf, grp.getgrgid(our_group).gr_name, policy)
     bare = []
     leftovers, forced = [], []
     run_roots = [launcher.run_root for launcher in launchers]

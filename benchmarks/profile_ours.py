@@ -17,6 +17,8 @@ Every profiled launch is a real one (3 squashfs layers, runc), stopped and reape
 """
 
 import argparse
+import grp
+import json
 import os
 import re
 import shutil
@@ -189,9 +191,9 @@ def main() -> int:
     os.chmod(bench_dir, 0o755)
     storm = env.Storm(bench_dir / "node")
     policy = bench_dir / "policy.json"
-    policy.write_text(__import__("json").dumps(storm.policy()))
+    policy.write_text(json.dumps(storm.policy()))
     os.chmod(policy, 0o644)
-    restore = bench.write_our_config(conf, __import__("grp").getgrgid(group).gr_name, policy)
+    restore = bench.write_our_config(conf, grp.getgrgid(group).gr_name, policy)
     ours = bench.Launcher("ours", binary, bench.OUR_RUN_ROOT, "--check-config", group)
     roots = [bench.OUR_RUN_ROOT]
     if reference:
