@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import installed_launcher  # noqa: E402
-from integration.ocienv import Oci, build_image, runc_binary  # noqa: E402
-from integration.stormdirs import USER, Storm  # noqa: E402
+from support.env import USER  # noqa: E402
+from support.oci import Oci, build_image, runc_binary  # noqa: E402
+from support.storm import Storm  # noqa: E402
 
 RUNS = 10
 WARM_TARGET_MS = 40.0

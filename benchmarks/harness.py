@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import conftest  # noqa: E402
+from support import env as conftest  # noqa: E402  (the tests' accounts and install)
 
 
 @contextlib.contextmanager
 def installed_launcher():
-    conftest._ensure_accounts()
+    conftest.ensure_accounts()
     conftest.TEST_ROOT.mkdir(mode=0o755, exist_ok=True)
     prefix = Path(tempfile.mkdtemp(prefix="bench-", dir=conftest.TEST_ROOT))
     os.chmod(prefix, 0o755)
