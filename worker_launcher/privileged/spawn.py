@@ -7,7 +7,17 @@ SIGXFSZ, which a child must not inherit); stdin /dev/null unless told otherwise.
 descriptor reaches the child: the stub closed everything above 2 and Python opens files
 close-on-exec. The child is waited for through a pidfd, so its exit wakes us at once; after
 `timeout` seconds, or when the wait is interrupted (the caller cancelled the launch), it is
-killed and reaped: a child never outlives the call that started it.
+killed and reaped: a child never outlives the call that started it. (glibc's own signals
+32 and 33 are the exception to "default": its posix_spawn sets them to SIG_IGN in every
+child and they cannot be named in setsigdef; glibc programs install their handlers when
+they use them.)
+
+Two additions for the callers that need them: `fds` hands the child further descriptors as
+3, 4, ... (runc reads a process.json we built from /proc/self/fd/3, never from a file anyone
+else could touch), and `umask` is the umask the child starts with (runc exec gives it to the
+process it starts, see classic/profiler.py). `output` runs a child whose stdout and stderr
+we read back (runc state, docker inspect), through memfds: unbounded, so a chatty child can
+never block on a full pipe, and nothing is written to a file system.
 """
 
 import os
@@ -16,21 +26,49 @@ SAFE_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
-        timeout=None):
+        timeout=None, fds=(), umask=None):
     """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
-    signal that killed it), or None when it was killed after `timeout` seconds."""
+    signal that killed it), or None when it was killed after `timeout` seconds. `fds` become
+    the child's descriptors 3, 4, ...; `umask` (None: ours, 022 from the stub) its umask."""
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
+    extra, previous = [], None
     try:
+        for fd in fds:  # copies above any target number, so placing one overwrites no other
+            extra.append(_dup_high(fd))
+        actions = [(os.POSIX_SPAWN_DUP2, stdin if null is None else null, 0),
+                   (os.POSIX_SPAWN_DUP2, stdout, 1),
+                   (os.POSIX_SPAWN_DUP2, stderr, 2)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + index) for index, fd in enumerate(extra)]
+        previous = None if umask is None else os.umask(umask)
         pid = os.posix_spawn(argv[0], list(argv), {} if env is None else env, setsid=True,
-                             setsigdef=_all_signals(),
-                             setsigmask=(), file_actions=[
-                                 (os.POSIX_SPAWN_DUP2, stdin if null is None else null, 0),
-                                 (os.POSIX_SPAWN_DUP2, stdout, 1),
-                                 (os.POSIX_SPAWN_DUP2, stderr, 2)])
+                             setsigdef=_all_signals(), setsigmask=(), file_actions=actions)
     finally:
+        if previous is not None:
+            os.umask(previous)
+        for fd in extra:
+            os.close(fd)
         if null is not None:
             os.close(null)
     return wait_exit(pid, timeout)
+
+
+def output(argv: list, *, env=None, timeout=None, limit: int = 1 << 20) -> tuple:
+    """Run `argv` as `run` does, with its stdout and stderr captured. Returns (exit code or
+    None as `run`, at most `limit` bytes of stdout, at most 64 KiB of stderr)."""
+    out = os.memfd_create("wl-child-stdout", os.MFD_CLOEXEC)
+    err = os.memfd_create("wl-child-stderr", os.MFD_CLOEXEC)
+    try:
+        code = run(argv, stdout=out, stderr=err, env=env, timeout=timeout)
+        return code, os.pread(out, limit, 0), os.pread(err, 65536, 0)
+    finally:
+        os.close(out)
+        os.close(err)
+
+
+def _dup_high(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64)
 
 
 def _all_signals() -> tuple:
