@@ -59,6 +59,12 @@ def privileged() -> bool:
     return _state["privileged"]
 
 
+def caller_limits() -> tuple:
+    """((resource, soft limit or -1 for unlimited), ...): the caller's soft limits, which
+    the stub replaced by the launcher's own (see restore_caller_process_state)."""
+    return _state["limits"]
+
+
 class acting_as:
     """`with acting_as(who):` runs the body with `who`'s effective uid, gid and groups, then
     returns to root. (A class, not contextlib: that import costs ~5 ms per invocation.)"""

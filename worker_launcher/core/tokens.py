@@ -37,6 +37,49 @@ def split_line(data: bytes, path: str, what: str = "docker command",
     return tokens
 
 
+MAX_PROFILE_ARGS = 64
+# What a profiler argument may hold: Storm's are a pid, an action word and a directory path.
+# No shell reads them (they become argv), but a profiler script may hand them to one, so
+# nothing a shell would treat specially (quotes, $, `, ;, &, |, <, >, globs, ~, #, ...).
+PROFILE_ARG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789_./-+,=:@%")
+
+
+def split_arguments(data: bytes, path: str, code: int = ExitCode.CANNOT_READ_FILE) -> list:
+    """The profiler arguments of Storm's profile command file. Storm writes
+    StringUtils.join([profileCmd, pid, action, dir], " ") with profileCmd = "" under its
+    container managers, so the line starts with a space (` 42 jstack /dir`, ` 42 start`) and
+    has no newline; the C launcher handed it to a shell, which split it on runs of blanks.
+    So do we: runs of spaces separate arguments, one trailing newline is allowed, and an
+    empty argument cannot be expressed (Storm's only one, its empty profileCmd, goes). A
+    line with no argument at all, control characters, or shell metacharacters is refused."""
+    if len(data) > MAX_COMMAND_BYTES:
+        raise LauncherError(ExitCode.CANNOT_READ_FILE,
+                            f"profiler command {path} is larger than {MAX_COMMAND_BYTES} bytes")
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    text = data.decode("ascii", "replace")
+
+    def refuse(why):
+        return LauncherError(code, f"profiler command {path}: refusing {text[:60]!r}: {why}")
+
+    if not data.isascii():
+        raise refuse("not ASCII text")
+    for char in text:
+        if char < " " or char == "\x7f":
+            raise refuse(f"control character {char!r} (the file must be one line)")
+    arguments = [argument for argument in text.split(" ") if argument]
+    if not arguments:
+        raise refuse("no arguments (Storm writes ` <pid> <action> [<dir>]`)")
+    if len(arguments) > MAX_PROFILE_ARGS:
+        raise refuse(f"more than {MAX_PROFILE_ARGS} arguments")
+    for argument in arguments:
+        bad = sorted(set(argument) - PROFILE_ARG_CHARS)
+        if bad:
+            raise refuse(f"{bad[0]!r} in {argument[:60]!r} (no shell metacharacters)")
+    return arguments
+
+
 def worker_id_ok(name: str) -> bool:
     """Storm's worker id: a UUID, 8-4-4-4-12 lower-case hex digits."""
     parts = name.split("-")

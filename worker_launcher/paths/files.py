@@ -15,8 +15,13 @@ CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 def read_as_caller(path: str, limit: int) -> bytes:
     """A regular file the caller names, read with the caller's rights (never through a
     symlink the caller could plant, a magic link or a pseudo file), at most `limit` bytes."""
+    return read_as(identity.caller(), path, limit)
+
+
+def read_as(who, path: str, limit: int) -> bytes:
+    """As read_as_caller, with the rights of `who` (an identity.Identity)."""
     try:
-        with identity.acting_as(identity.caller()):
+        with identity.acting_as(who):
             fd, _ = resolve.open_path(path, os.O_RDONLY)
     except LauncherError as err:
         raise LauncherError(ExitCode.CANNOT_OPEN_FILE, f"cannot open {path}: {err.message}") from None
