@@ -1,6 +1,6 @@
 """cffi (API mode) builds of the launcher's two native modules:
 
-- worker_launcher.privileged._sys: the raw mount, setns and loop-device calls, wrapped (with
+- worker_launcher.privileged._sys: the raw mount and loop-device calls, wrapped (with
   OSError carrying the context) by worker_launcher/privileged/kernel.py;
 - worker_launcher.paths._resolve: openat2(2), wrapped by worker_launcher/paths/resolve.py.
 
@@ -21,15 +21,12 @@ CDEF = """
 #define MS_PRIVATE ...
 #define MNT_DETACH ...
 #define UMOUNT_NOFOLLOW ...
-#define CLONE_NEWNS ...
-#define CLONE_NEWPID ...
 #define LO_FLAGS_READ_ONLY ...
 #define LO_FLAGS_AUTOCLEAR ...
 
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 int umount2(const char *target, int flags);
-int setns(int fd, int nstype);
 
 int wl_loop_get_free(int control_fd);
 int wl_loop_configure(int loop_fd, int backing_fd, uint32_t flags, const char *name);
@@ -42,7 +39,6 @@ int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint32_t *fl
 SOURCE = r"""
 #include <errno.h>
 #include <linux/loop.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>

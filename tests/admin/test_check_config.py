@@ -22,7 +22,8 @@ def test_runtime_pieces_are_reported(launcher):
         assert name in found, name
     assert found["runc"].startswith("ok")
     assert found["profiler"].startswith("WARN")  # not configured
-    assert found["nsenter"].startswith("ok   nsenter  mount and pid namespaces")
+    assert found["nsenter"].startswith("ok   nsenter  profilers start in the worker's "
+                                       "container with runc exec")
 
 
 def test_missing_optional_runtime_is_a_warning(launcher):

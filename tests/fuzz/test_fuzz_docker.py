@@ -8,7 +8,8 @@ from support.fuzz import FUZZ
 from worker_launcher.core.tokens import split_line
 from worker_launcher.docker import command_line as cl
 from worker_launcher.core.errors import ExitCode, LauncherError
-from worker_launcher.classic import profiler as nsenter
+from worker_launcher.core.tokens import PROFILE_ARG_CHARS, split_arguments
+from worker_launcher.docker import profile
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"
@@ -95,11 +96,33 @@ def test_split_line_tokens_or_one_line(data):
 
 
 @FUZZ
-@given(st.text(max_size=400) | st.text(max_size=40).map(lambda rest: "Name:\tx\nUid:" + rest),
-       st.text(max_size=60))
-def test_nsenter_pure_parsers_never_raise(text, parent):
-    """/proc/<pid>/status and cgroup are the kernel's text (a task name has its newlines
-    escaped), but a parser of them still must not raise."""
-    assert isinstance(nsenter.container_cgroup(text, parent or None), bool)
-    uids = nsenter.status_uids(text)
-    assert uids == () or (len(uids) == 4 and all(u >= 0 for u in uids))
+@given(st.binary(max_size=300) | st.sampled_from([b" 42 jstack /a/b", b" 42 start", b"   ", b" \n",
+                                                   b" 1 $(id)", b"a\tb", b"\xff", b"a\x00b"]))
+def test_profiler_arguments_or_one_line(data):
+    """Storm's profile command file: arguments without blanks, control characters or shell
+    metacharacters, or a refusal with exit 31."""
+    try:
+        arguments = split_arguments(data, "profile.sh")
+    except LauncherError as err:
+        _one_line(err, {ExitCode.CANNOT_READ_FILE})
+        return
+    assert arguments and all(set(a) <= PROFILE_ARG_CHARS for a in arguments)
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+                       lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.sampled_from(["Id", "Name", "State", "Config", "User",
+                                                          "Running", "Pid", "Paused", "Status"]),
+                                         inner, max_size=5), max_leaves=12)
+
+
+@FUZZ
+@given(JSONISH)
+def test_docker_inspect_facts_or_refusal(document):
+    """Whatever docker inspect printed: the user's running worker, or exit 9."""
+    try:
+        container_id, pid = profile.container_facts(document, WID, 2001, 2001, "wlalice")
+    except LauncherError as err:
+        _one_line(err, {ExitCode.INVALID_CONTAINER_PID})
+        return
+    assert len(container_id) == 64 and pid > 1

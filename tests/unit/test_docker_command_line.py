@@ -1,4 +1,5 @@
-"""The pure docker command-file check: tokens, allowlists, run rules; nsenter's pure parts."""
+"""The pure docker command-file check: tokens, allowlists, run rules (the profile verbs' pure
+parts are in test_profile.py)."""
 
 import pytest
 
@@ -6,7 +7,6 @@ from worker_launcher import commands
 from worker_launcher.core.tokens import MAX_COMMAND_BYTES, image_ok, split_line, worker_id_ok  # noqa: F401
 from worker_launcher.docker import command_line as cl
 from worker_launcher.core.errors import ExitCode, LauncherError
-from worker_launcher.classic import profiler as nsenter
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"
@@ -146,21 +146,6 @@ def test_worker_id_shape():
     assert worker_id_ok(WID)
     for bad in ("", WID + "0", WID.replace("-", "_"), "--format", WID[:-1] + "g"):
         assert not worker_id_ok(bad)
-
-
-def test_container_cgroup_rule():
-    cid = "a" * 64
-    assert nsenter.container_cgroup(f"4:memory:/docker/{cid}\n0::/", None)
-    assert nsenter.container_cgroup(f"0::/system.slice/docker-{cid}.scope", None)
-    assert nsenter.container_cgroup("3:pids:/storm/x1", "/storm")
-    assert not nsenter.container_cgroup("3:pids:/storm", "/storm")
-    assert not nsenter.container_cgroup("3:pids:/stormy/x", "/storm")
-    assert not nsenter.container_cgroup(f"0::/user.slice/docker/{cid}", None)
-    assert not nsenter.container_cgroup("0::/\n1:name=systemd:/user.slice", "/")
-
-
-def test_status_uids():
-    assert nsenter.status_uids("Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t0\t0\t0\t0\n") == (1, 2, 3, 4)
 
 
 def test_command_rows():

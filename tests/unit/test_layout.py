@@ -147,3 +147,13 @@ def test_every_row_reaches_a_verb_with_its_arguments(command):
                    for t in handler_targets(getattr(commands, name))]
     for module, name in targets:
         assert verb_arity(module, name) == len(command.args) + 1, (module, name)
+
+
+def test_nothing_enters_a_namespace():
+    """The launcher never enters another namespace (runc starts the profiler in a container):
+    no module calls setns or unshare, and the cffi shim declares neither."""
+    entering = {"os.setns", "os.unshare", "lib.setns", "lib.unshare", "kernel.setns"}
+    for path in modules():
+        assert not calls(path) & entering, path
+    shim = (PACKAGE.parent / "native" / "sys_build.py").read_text()
+    assert "setns" not in shim and "unshare" not in shim

@@ -83,13 +83,15 @@ def kernel() -> list:
 
 
 def namespaces() -> tuple:
-    """The nsenter verb enters a container's pid and mount namespaces with setns."""
-    missing = [ns for ns in ("mnt", "pid") if not os.path.exists(f"/proc/self/ns/{ns}")]
-    if missing:
-        return (WARN, "nsenter", f"/proc/self/ns lacks {', '.join(missing)}: profile-*-container "
-                                 "needs a kernel with mount and pid namespaces")
-    return (OK, "nsenter", "mount and pid namespaces are entered with setns (nsenter.binary is "
-                           "not run)")
+    """The nsenter verb never enters a namespace: runc starts the profiler in the worker's
+    container (runc's own state for OCI workers, docker's runc state for docker workers)."""
+    from ..docker.profile import DOCKER_RUNC_ROOTS
+
+    roots = [root for root in DOCKER_RUNC_ROOTS if os.path.isdir(root)]
+    docker = (f"docker's in {roots[0]}" if roots else
+              f"docker's in {' or '.join(DOCKER_RUNC_ROOTS)} once dockerd runs")
+    return (OK, "nsenter", f"profilers start in the worker's container with runc exec (OCI "
+                           f"workers: runc's default state; {docker})")
 
 
 def syslog_check() -> tuple:

@@ -1,4 +1,6 @@
-"""Public wrapper over the cffi shim: mount, umount2, setns and loop devices.
+"""Public wrapper over the cffi shim: mount, umount2 and loop devices.
+
+There is no setns: the launcher never enters another namespace (see SECURITY.md, "Profiling").
 
 Every call raises OSError with the errno and a message naming the operation and its
 arguments (in the manner of runc's mountError), so a failure is one useful line.
@@ -14,7 +16,6 @@ from ._sys import ffi, lib
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
 MS_BIND, MS_REC, MS_PRIVATE = lib.MS_BIND, lib.MS_REC, lib.MS_PRIVATE
 MNT_DETACH, UMOUNT_NOFOLLOW = lib.MNT_DETACH, lib.UMOUNT_NOFOLLOW
-CLONE_NEWNS, CLONE_NEWPID = lib.CLONE_NEWNS, lib.CLONE_NEWPID
 LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = lib.LO_FLAGS_READ_ONLY, lib.LO_FLAGS_AUTOCLEAR
 
 _FLAG_NAMES = ((MS_RDONLY, "ro"), (MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"),
@@ -48,11 +49,6 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
 def umount2(target: str, flags: int = 0) -> None:
     if lib.umount2(_c(target), flags) != 0:
         raise _error(f"umount {target}")
-
-
-def setns(fd: int, nstype: int) -> None:
-    if lib.setns(fd, nstype) != 0:
-        raise _error(f"setns to namespace fd {fd}")
 
 
 def attach_loop_ro(backing_fd: int, name: str) -> tuple:
