@@ -42,3 +42,23 @@ def test_dumps_round_trips_and_refuses_what_json_refuses():
     loop.append(loop)
     with pytest.raises(ValueError):
         fastjson.dumps(loop)
+
+
+def test_a_malformed_escape_is_json_s_error_not_a_system_error():
+    """_json reports errors through json.decoder; in a launcher that never imported it, a bad
+    escape used to end in "SystemError: <_json.Scanner object> returned NULL without setting
+    an exception" (exit 20). Checked in a fresh interpreter: pytest itself imports json."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nsys.path.insert(0, sys.argv[1])\n"
+            "from worker_launcher.core import jsontext\n"
+            "assert 'json.decoder' not in sys.modules\n"
+            "for text in ('\"\\\\x\"', '{\"a\": \"\\\\u12\"}', '[\"\\\\ud8\"]'):\n"
+            "    try:\n        jsontext.loads(text)\n    except Exception as err:\n"
+            "        print(type(err).__name__)\n")
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["JSONDecodeError"] * 3
