@@ -153,3 +153,23 @@ def test_bad_documents_exit_24(text, fragment):
     with pytest.raises(LauncherError) as caught:
         policy.parse_document(text, "/etc/storm/policy.yaml")
     assert caught.value.code == ExitCode.INVALID_CONFIG_FILE and fragment in caught.value.message
+
+
+def test_layer_store_follows_storms_localizer():
+    """HdfsOciResourcesLocalizer: storm.oci.resources.local.dir, else
+    <storm.local.dir>/supervisor/oci-resources, storm.local.dir defaulting to
+    <storm.home>/storm-local."""
+    assert policy.from_mapping(STORM, "/p", RUN_ROOT).layer_store == \
+        "/var/storm/supervisor/oci-resources"
+    assert policy.from_mapping({"storm.home": "/opt/storm"}, "/p", RUN_ROOT).layer_store == \
+        "/opt/storm/storm-local/supervisor/oci-resources"
+    assert policy.from_mapping(dict(STORM, **{"storm.oci.resources.local.dir": "/data/oci"}),
+                               "/p", RUN_ROOT).layer_store == "/data/oci"
+    assert policy.from_mapping({}, "/p", RUN_ROOT).layer_store is None
+    assert policy.Policy().layer_store is None
+
+
+def test_nscd_dir_defaults_to_storms():
+    loaded = policy.from_mapping({"storm.local.dir": "/var/storm"}, "/p", RUN_ROOT)
+    assert loaded.nscd_dir == "/var/run/nscd"
+    assert loaded.bind_refusal("/var/run/nscd", False) is None

@@ -25,7 +25,9 @@ LIST_KEYS = ("storm.oci.allowed.images", "storm.oci.readonly.bindmounts",
              "storm.oci.readwrite.bindmounts")
 PATH_KEYS = ("storm.local.dir", "storm.home", "storm.workers.artifacts.dir", "storm.oci.nscd.dir",
              "storm.oci.cgroup.root", "storm.oci.cgroup.parent", "storm.oci.seccomp.profile",
-             "storm.log.dir")
+             "storm.log.dir", "storm.oci.resources.local.dir")
+# Storm's defaults.yaml values of keys a storm.yaml usually leaves out.
+DEFAULT_NSCD_DIR = "/var/run/nscd"
 
 
 def normalize(path: str) -> str | None:
@@ -64,7 +66,7 @@ class Policy:
         "local_dir": None, "storm_home": None, "artifacts_dir": None, "allowed_images": (),
         "readonly_binds": (), "readwrite_binds": (), "nscd_dir": None,
         "cgroup_root": DEFAULT_CGROUP_ROOT, "cgroup_parent": None, "seccomp_profile": None,
-        "ignored_keys": (),
+        "layer_store": None, "ignored_keys": (),
     }
     __slots__ = tuple(_DEFAULTS)
 
@@ -176,6 +178,12 @@ def from_mapping(data, path: str, run_root: str, resolve=lambda p: p) -> Policy:
 
     storm_home = get_path("storm.home")
     local_dir = get_path("storm.local.dir", storm_home)
+    # HdfsOciResourcesLocalizer: storm.oci.resources.local.dir, else
+    # <absolute storm.local.dir, default <storm.home>/storm-local>/supervisor/oci-resources.
+    store = get_path("storm.oci.resources.local.dir")
+    store_local = local_dir or (storm_home and resolve(f"{storm_home}/storm-local"))
+    if store is None and store_local:
+        store = f"{store_local}/supervisor/oci-resources"
     log_dir = get_path("storm.log.dir", storm_home) or (storm_home and storm_home + "/logs")
     artifacts = get_path("storm.workers.artifacts.dir", log_dir)
     if artifacts is None and log_dir:
@@ -198,10 +206,11 @@ def from_mapping(data, path: str, run_root: str, resolve=lambda p: p) -> Policy:
         allowed_images=tuple(data.get("storm.oci.allowed.images") or ()),
         readonly_binds=binds["storm.oci.readonly.bindmounts"],
         readwrite_binds=binds["storm.oci.readwrite.bindmounts"],
-        nscd_dir=get_path("storm.oci.nscd.dir"),
+        nscd_dir=get_path("storm.oci.nscd.dir") or resolve(DEFAULT_NSCD_DIR),
         cgroup_root=get_path("storm.oci.cgroup.root") or DEFAULT_CGROUP_ROOT,
         cgroup_parent=parent,
         seccomp_profile=get_path("storm.oci.seccomp.profile"),
+        layer_store=store,
         ignored_keys=tuple(sorted(k for k in data if isinstance(k, str) and k not in known)),
     )
 
