@@ -8,35 +8,24 @@ import json
 from hypothesis import given, strategies as st
 
 from support.fuzz import FUZZ
+from support.oci import storm_json, storm_request
 from worker_launcher.core.errors import ExitCode, LauncherError, one_line
 from worker_launcher.core.policy import normalize
 from worker_launcher.oci import spec as oci_spec
 
 WID = "8198e1f0-f323-4b9d-8625-e4fd640cd058"
 WORKDIR = f"/storm/local/workers/{WID}"
-SEED = {
-    "version": "0.1", "username": "wlalice", "containerId": f"6700-{WID}",
-    "pidFile": f"/storm/artifacts/topo/6700/container-{WID}.pid",
-    "containerScriptPath": f"{WORKDIR}/storm-worker-script.sh",
-    "layers": [{"mediaType": "application/vnd.squashfs", "path": "/images/layer0.sqsh"},
-               {"mediaType": "application/vnd.squashfs", "path": "/images/layer1.sqsh"}],
-    "reapLayerKeepCount": 100,
-    "ociRuntimeConfig": {
-        "mounts": [{"destination": WORKDIR, "type": "bind", "source": WORKDIR,
-                    "options": ["rw", "rbind", "rprivate"]},
-                   {"destination": "/etc/resolv.conf", "type": "bind",
-                    "source": "/etc/resolv.conf", "options": ["ro", "rbind", "rprivate"]}],
-        "process": {"cwd": WORKDIR, "env": ["PATH=/bin", "LANG=C"],
-                    "args": ["bash", f"{WORKDIR}/storm-worker-script.sh"]},
-        "linux": {"cgroupsPath": f"/storm/6700-{WID}",
-                  "resources": {"cpu": {"quota": 50000, "period": 100000},
-                                "memory": {"limit": 1 << 30}},
-                  "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
-                              "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
-                                            "args": [{"index": 0, "value": 1,
-                                                      "op": "SCMP_CMP_EQ"}]}]}},
-    },
-}
+EXPECT = oci_spec.Expect("wlalice", WORKDIR, "/storm", "/sys/fs/cgroup")
+SEED = storm_request(user="wlalice", worker_id=WID, port=6700, local="/storm/local",
+                     storm_home="/opt/storm", nscd="/var/run/nscd", cgroup_root="/sys/fs/cgroup",
+                     artifacts="/storm/artifacts/topo/6700", topology="topo",
+                     layers=["/storm/local/supervisor/oci-resources/layers/a.sqsh"],
+                     memory=1 << 30, numa=("0,1", "0"))
+SEED["ociRuntimeConfig"]["linux"]["seccomp"] = {
+    "defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                  "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                 {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
 
 SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
            | st.text(max_size=12) | st.sampled_from(
@@ -93,6 +82,15 @@ def _apply(edits):
     return document
 
 
+def _mutate(edit) -> bytes:
+    """Storm's exact bytes (storm_json) with a few bytes replaced: what a truncated write or
+    a corrupted file gives."""
+    position, inserted, removed = edit
+    data = storm_json(SEED)
+    position %= len(data) + 1
+    return data[:position] + inserted + data[position + removed:]
+
+
 def _one_line_24(err: LauncherError) -> None:
     """Exit 24, naming the file. (A JSON key may hold a newline, which the message quotes;
     main prints every message through errors.one_line, which escapes it.)"""
@@ -101,7 +99,7 @@ def _one_line_24(err: LauncherError) -> None:
 
 
 def test_the_seed_is_accepted():
-    parsed = oci_spec.parse(copy.deepcopy(SEED), "wlalice")
+    parsed = oci_spec.parse(copy.deepcopy(SEED), EXPECT)
     assert parsed.container_id == SEED["containerId"]
 
 
@@ -109,30 +107,38 @@ def test_the_seed_is_accepted():
 @given(EDITS.map(_apply))
 def test_parse_accepts_or_refuses_with_24(document):
     try:
-        parsed = oci_spec.parse(document, "wlalice")
+        parsed = oci_spec.parse(document, EXPECT)
     except LauncherError as err:
         _one_line_24(err)
         return
-    assert parsed.username == "wlalice" and oci_spec.valid_container_id(parsed.container_id)
+    assert parsed.username == "wlalice" and parsed.container_id == SEED["containerId"]
+    assert parsed.cwd == WORKDIR and parsed.args[-2:] == ("bash", parsed.script)
     for path in (parsed.pid_file, parsed.script, parsed.cwd, parsed.cgroups_path, *parsed.layers,
                  *(m.source for m in parsed.mounts), *(m.destination for m in parsed.mounts)):
         assert normalize(path) == path
     assert parsed.cgroups_path != "/"
     for mount in parsed.mounts:
-        assert {"rbind", "rprivate"} <= set(mount.options) <= oci_spec.MOUNT_OPTIONS
+        assert set(mount.options) in ({"ro", "rbind", "rprivate"}, {"rw", "rbind", "rprivate"})
+        assert oci_spec.destination_problem(mount.destination, mount.source, mount.writable,
+                                            "/sys/fs/cgroup") is None
+    assert parsed.cgroups_path == f"/storm/{parsed.container_id}"
+    assert set(parsed.resources) <= {"memory", "cpu"}
+    assert not {"realtimeRuntime", "realtimePeriod"} & set(parsed.resources.get("cpu", {}))
     process = document["ociRuntimeConfig"]["process"]
     assert process.get("noNewPrivileges", True) is True and process.get("terminal") in (None, False)
     if parsed.seccomp is not None:
-        assert parsed.seccomp["defaultAction"] != "SCMP_ACT_ALLOW"
+        assert parsed.seccomp["defaultAction"] not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+        assert "listenerPath" not in parsed.seccomp
 
 
 @FUZZ
 @given(st.binary(max_size=400) | EDITS.map(_apply).map(lambda d: json.dumps(d).encode())
+       | st.tuples(st.integers(0, 4000), st.binary(max_size=4), st.integers(0, 3)).map(_mutate)
        | st.integers(1, 100000).map(lambda n: b"[" * n + b"]" * n)
        | st.integers(1, 100000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n))
 def test_decode_then_parse_never_raises_anything_else(data):
     try:
-        oci_spec.parse(oci_spec.decode(data), "wlalice")
+        oci_spec.parse(oci_spec.decode(data), EXPECT)
     except LauncherError as err:
         _one_line_24(err)
 

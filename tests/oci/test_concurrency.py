@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from support.oci import loops_backed_by, mounted_under, runc_binary, runc_ids
+from support.oci import assert_nothing_left, loops_backed_by, mounted_under, runc_binary, runc_ids
 
 UP = "echo up > $WORKDIR/up.out\nsleep 300\n"
 
@@ -20,11 +20,7 @@ def layer_mounts(oci) -> set:
 
 
 def assert_clean(oci, workers):
-    assert mounted_under(oci.run_root) == []
-    assert loops_backed_by(oci.layers) == []
-    assert not {w.container_id for w in workers} & runc_ids()
-    for worker in workers:
-        assert not (oci.run_root / worker.container_id).exists()
+    assert_nothing_left(oci, *workers)
 
 
 def run_all(jobs) -> dict:

@@ -9,34 +9,36 @@ import time
 from pathlib import Path
 
 from support.env import SUPERVISOR
-from support.oci import loops_backed_by, mounted_under, runc_ids
+from support.oci import assert_nothing_left, loops_backed_by, mounted_under, runc_ids
 from support.env import USER, gid_of_group, uid_of
 
 
 def assert_clean(oci, *workers):
-    assert mounted_under(oci.run_root) == []
-    assert loops_backed_by(oci.layers) == []
-    assert not {w.container_id for w in workers} & runc_ids()
-    for worker in workers:
-        assert not (oci.run_root / worker.container_id).exists()
+    assert_nothing_left(oci, *workers)
 
 
 def test_bind_mounts_are_read_only_or_writable_as_requested(oci):
-    shared = oci.storm.local / "supervisor"
-    shared.mkdir(mode=0o755)
-    (shared / "conf").write_text("supervisor data\n")
-    worker = oci.new_worker(f"cat {shared}/conf > $WORKDIR/ro.out\n"
-                            f"touch {shared}/x 2>/dev/null && echo rw > $WORKDIR/ro-write.out"
+    """Storm's binds: <storm.local.dir>/supervisor and storm.home read-only, the workdir,
+    the artifacts directory, workers-users/<id> and shared_by_topology writable, the
+    workdir's tmp at /tmp."""
+    (oci.supervisor / "conf").write_text("supervisor data\n")
+    worker = oci.new_worker(f"cat {oci.supervisor}/conf > $WORKDIR/ro.out\n"
+                            f"touch {oci.supervisor}/x 2>/dev/null && echo rw > $WORKDIR/ro-write.out"
                             f" || echo ro > $WORKDIR/ro-write.out\n"
-                            "touch $WORKDIR/rw-ok && echo rw > $WORKDIR/rw.out\n")
-    worker.request["ociRuntimeConfig"]["mounts"].append(
-        {"destination": str(shared), "type": "bind", "source": str(shared),
-         "options": ["ro", "rbind", "rprivate"]})
+                            f"touch {oci.storm_home}/x 2>/dev/null || echo ro > $WORKDIR/home.out\n"
+                            "touch $WORKDIR/rw-ok && echo rw > $WORKDIR/rw.out\n"
+                            f"cat {oci.storm.local}/workers-users/$(basename $WORKDIR) > $WORKDIR/user.out\n"
+                            "echo tmp > /tmp/t && cat $WORKDIR/tmp/t > $WORKDIR/tmp.out\n"
+                            "ls /sys/fs/cgroup/memory > /dev/null && echo cg > $WORKDIR/cgroup.out\n")
     assert worker.launch().returncode == 0
     assert worker.wait_for("ro.out") == "supervisor data\n"
     assert worker.wait_for("ro-write.out") == "ro\n"
+    assert worker.wait_for("home.out") == "ro\n"
     assert worker.wait_for("rw.out") == "rw\n"
-    assert not (shared / "x").exists()
+    assert worker.wait_for("user.out") == USER
+    assert worker.wait_for("tmp.out") == "tmp\n"
+    assert worker.wait_for("cgroup.out") == "cg\n"
+    assert not (oci.supervisor / "x").exists()
     assert worker.reap().returncode == 0
     assert_clean(oci, worker)
 
@@ -111,10 +113,10 @@ def test_kill_9_mid_launch_then_reap_cleans_everything(oci):
     oci.launcher.write_config({"worker.launcher.policy": policy,
                                "worker.launcher.oci.runc": str(hanging)})
     worker = oci.new_worker()
-    path = oci.write_request(worker.request)
+    path = worker.write()
     process = subprocess.Popen(
         [str(oci.launcher.binary), USER, "run-oci-container", str(worker.workdir), str(path),
-         str(worker.artifacts)], user=uid_of(SUPERVISOR), group=gid_of_group(),
+         str(worker.workdir / "artifacts")], user=uid_of(SUPERVISOR), group=gid_of_group(),
         extra_groups=[gid_of_group()], env={"PATH": "/usr/bin:/bin"}, cwd="/",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     config = worker.workdir / "config.json"

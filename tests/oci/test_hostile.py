@@ -16,17 +16,10 @@ import pytest
 
 from support.env import SUPERVISOR
 from support.hostile import assert_refused
-from support.oci import loops_backed_by, mounted_under, runc_binary, runc_ids
+from support.oci import assert_nothing_left, loops_backed_by, mounted_under, runc_binary, runc_ids
 from support.env import USER, gid_of_group, uid_of
 
 SLEEPER = "echo up > $WORKDIR/up.out\nsleep 300\n"
-
-
-def assert_nothing_left(oci, worker, layers=None):
-    assert mounted_under(oci.run_root) == [], mounted_under(oci.run_root)
-    assert loops_backed_by(layers or oci.layers) == []
-    assert worker.container_id not in runc_ids()
-    assert not (oci.run_root / worker.container_id).exists()
 
 
 def reap_all(oci, worker):
@@ -36,8 +29,7 @@ def reap_all(oci, worker):
 
 
 def _launch_refused(oci, worker, request, codes):
-    path = oci.write_request(request, name="hostile.json")
-    result = oci.launcher.run(USER, "run-oci-container", worker.workdir, path, worker.artifacts)
+    result = worker.launch(request)
     assert_refused(result, codes)
     ids = runc_ids()  # (other test runs on this machine may have containers of their own)
     assert worker.container_id not in ids and request.get("containerId") not in ids
@@ -50,7 +42,7 @@ def _edits(worker, victims):
     """(name, edit of the request) pairs a hostile supervisor could send."""
     wid = worker.container_id.split("-", 1)[1]
     config = lambda request: request["ociRuntimeConfig"]  # noqa: E731
-    mount = lambda source, mode="rw": {"destination": "/host", "type": "bind",  # noqa: E731
+    mount = lambda source, mode="rw": {"destination": source, "type": "bind",  # noqa: E731
                                        "source": source, "options": [mode, "rbind", "rprivate"]}
     return [
         ("another user", lambda r: r.update(username="wlbob")),
@@ -96,6 +88,10 @@ def test_hostile_requests_are_refused_and_leave_nothing(oci, victims):
         result = _launch_refused(oci, worker, request, {24, 41, 30, 5, 21, 44})
         assert victims.state() == before, name
         assert result.stderr.count("\n") == 1, (name, result.stderr)
+    result = worker.launch()  # the request itself is fine: each refusal was its edit's
+    assert result.returncode == 0, result.stderr
+    worker.wait_for("up.out")
+    reap_all(oci, worker)
 
 
 def test_hostile_json_documents(oci):
@@ -163,7 +159,7 @@ def test_bad_layers_fail_cleanly(oci, tmp_path, kind):
     good = Path(oci.layers[1]).read_bytes()
     bad.write_bytes({"not squashfs": b"just text\n" * 1000, "truncated": good[:4096],
                      "garbage after the magic": good[:96] + os.urandom(len(good) - 96)}[kind])
-    os.chmod(bad, 0o644)
+    bad = oci.localise(bad)
     request = copy.deepcopy(worker.request)
     request["layers"][1]["path"] = str(bad)
     result = worker.launch(request)
@@ -242,9 +238,9 @@ def _wait_no_runc_for(container_id: str, timeout: float = 10) -> None:
 
 
 def _kill_launch_after(oci, worker, delay: float):
-    path = oci.write_request(worker.request)
+    path = worker.write()
     proc = subprocess.Popen([str(oci.launcher.binary), USER, "run-oci-container",
-                             str(worker.workdir), str(path), str(worker.artifacts)],
+                             str(worker.workdir), str(path), str(worker.workdir / "artifacts")],
                             user=SUPERVISOR, group=gid_of_group(), extra_groups=[gid_of_group()],
                             env={"PATH": "/usr/bin:/bin"}, cwd="/", stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -56,3 +56,33 @@ def test_launch_and_reap(oci):
     assert not alive(pid)
     again = worker.reap(keep=0)
     assert again.returncode == 0, again.stderr
+
+
+def test_launch_without_a_policy(oci):
+    """With no policy file the built-in rules apply: layers in a `layers` directory, the
+    artifacts link to any unprotected directory of the port owned by the user, Storm's
+    default cgroup parent /storm."""
+    from pathlib import Path
+
+    from support.oci import assert_nothing_left, cgroup_mounts
+
+    oci.launcher.write_config()  # no worker.launcher.policy
+    fresh = [p for p in cgroup_mounts() if not Path(f"{p}/storm").exists()]
+    worker = oci.new_worker("echo up > $WORKDIR/up.out\nsleep 300\n", cgroup_parent="/storm")
+    try:
+        result = worker.launch()
+        assert result.returncode == 0, result.stderr
+        assert worker.wait_for("up.out") == "up\n"
+        assert Path(f"/sys/fs/cgroup/cpu/storm/{worker.container_id}").is_dir()
+        assert worker.reap().returncode == 0
+        assert not any(Path(f"{p}/storm/{worker.container_id}").exists() for p in cgroup_mounts())
+        assert_nothing_left(oci, worker)
+        other = oci.new_worker(cgroup_parent="/wltest-storm")
+        result = other.launch()
+        assert result.returncode == 24 and "must be /storm/" in result.stderr
+    finally:
+        for point in fresh:  # the parent runc made for this test
+            try:
+                os.rmdir(f"{point}/storm")
+            except OSError:
+                pass

@@ -29,13 +29,16 @@ READONLY_PATHS = ("/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/s
 NAMESPACES = ("pid", "ipc", "uts", "mount")
 NO_CAPABILITIES = {name: [] for name in ("bounding", "effective", "inheritable", "permitted",
                                          "ambient")}
+# Added to every bind (Storm sends [ro|rw, rbind, rprivate]): the container's user gains
+# nothing from set-id files or device nodes of a host directory.
+BIND_HARDENING = ("nosuid", "nodev")
 
 
 def runtime_config(spec, identity, rootfs: str, hostname: str, bind_sources: tuple) -> dict:
     """config.json for `runc run`. `bind_sources` are the resolved host paths of
     spec.mounts, in order (what the policy approved, not what the request named)."""
     binds = [{"destination": mount.destination, "type": "bind", "source": source,
-              "options": list(mount.options)}
+              "options": list(mount.options) + list(BIND_HARDENING)}
              for mount, source in zip(spec.mounts, bind_sources)]
     resources = {"devices": [{"allow": False, "access": "rwm"}]}
     resources.update(spec.resources)

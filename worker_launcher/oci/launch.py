@@ -20,48 +20,46 @@ def _fail(message: str) -> LauncherError:
     return LauncherError(ExitCode.OCI_RUN_FAILED, message)
 
 
-def check_pid_file_absent(launch, pid_file: str) -> None:
-    with identity.acting_as(launch.user.identity):
-        try:
-            os.lstat(pid_file)
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            raise _fail(f"cannot check pid file {pid_file}: {os_error_text(err)}") from None
-    raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
-                        f"oci-config.json $.pidFile: {pid_file} already exists")
-
-
-def open_runc_outputs(launch, artifacts_dir: str, container_id: str) -> tuple:
-    """<artifacts-dir>/runc-<id>.out and .err, created by the user in their own artifacts
-    directory: a symlink planted there is not followed, a root-owned file is not touched."""
-    from ..classic import dirs
-    from ..paths import resolve
-
-    entry = dirs.locate_confined(launch, artifacts_dir)
-    try:
-        if entry.st is None:
-            raise LauncherError(ExitCode.UNABLE_TO_BUILD_PATH, f"path does not exist: {artifacts_dir}")
-        dir_fd = resolve.open_entry(entry, resolve.DIR_PATH_FLAGS)
-    finally:
-        entry.close()
+def open_runc_outputs(launch, request) -> tuple:
+    """runc-<id>.out and .err, created by the user in the artifacts directory held by
+    request.artifacts_fd (Storm's link resolved by descriptor): whatever is there, a planted
+    symlink or a hard link to root's file included, is unlinked, never written through."""
+    name = f"runc-{request.spec.container_id}"
     fds = []
     try:
         with identity.acting_as(launch.user.identity):
             for suffix in ("out", "err"):
-                name = f"runc-{container_id}.{suffix}"
                 try:
-                    os.unlink(name, dir_fd=dir_fd)
+                    os.unlink(f"{name}.{suffix}", dir_fd=request.artifacts_fd)
                 except FileNotFoundError:
                     pass
-                fds.append(os.open(name, CREATE, 0o640, dir_fd=dir_fd))
+                fds.append(os.open(f"{name}.{suffix}", CREATE, 0o640,
+                                   dir_fd=request.artifacts_fd))
     except OSError as err:
         for fd in fds:
             os.close(fd)
-        raise _fail(f"cannot create runc output in {artifacts_dir}: {os_error_text(err)}") from None
-    finally:
-        os.close(dir_fd)
+        raise _fail(f"cannot create {name}.out/.err in the artifacts directory "
+                    f"{request.artifacts_path}: {os_error_text(err)}") from None
     return tuple(fds)
+
+
+def write_configs(launch, request, rootfs: str) -> None:
+    """config.json into the root-only bundle directory (what runc reads), and a copy into
+    the workdir (held by request.workdir_fd) written as the supervisor account, never
+    through a symlink (paths.files.replace)."""
+    from ..core.jsontext import dumps
+    from ..paths import files
+
+    config = bundle.runtime_config(request.spec, launch.user.identity, rootfs,
+                                   os.uname().nodename, request.bind_sources)
+    data = dumps(config).encode()
+    _write_new(None, f"{request.container_dir}/config.json", data, 0o600)
+    with identity.acting_as(launch.caller):
+        try:
+            files.replace(request.workdir_fd, "config.json", data, 0o640)
+        except OSError as err:
+            raise _fail(f"cannot write {request.spec.workdir}/config.json: "
+                        f"{os_error_text(err)}") from None
 
 
 def _write_new(dir_fd, name: str, data: bytes, mode: int) -> None:
@@ -75,35 +73,17 @@ def _write_new(dir_fd, name: str, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def write_configs(launch, request, rootfs: str, workdir: str) -> None:
-    """config.json into the root-only bundle directory (what runc reads), and a copy into
-    the workdir written as the supervisor account, never through a symlink."""
-    from ..core.jsontext import dumps
-
-    config = bundle.runtime_config(request.spec, launch.user.identity, rootfs,
-                                   os.uname().nodename, request.bind_sources)
-    data = dumps(config).encode()
-    _write_new(None, f"{request.container_dir}/config.json", data, 0o600)
-    with identity.acting_as(launch.caller):
-        path = f"{workdir.rstrip('/')}/config.json"
-        try:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            _write_new(None, path, data, 0o640)
-        except OSError as err:
-            raise _fail(f"cannot write {path}: {os_error_text(err)}") from None
-
-
 def _run_runc(launch, args: list, out_fd: int, err_fd: int):
     """runc with `args` (privileged.spawn: argv only, an empty environment, a new session,
     stdin /dev/null). Returns its exit code, or None when it was killed after RUNC_TIMEOUT
     seconds."""
+    from ..core import audit
     from ..privileged import spawn
 
-    return spawn.run([launch.config.runc, *args], stdout=out_fd, stderr=err_fd,
+    code = spawn.run([launch.config.runc, *args], stdout=out_fd, stderr=err_fd,
                      timeout=RUNC_TIMEOUT)
+    audit.child_exit(f"runc {args[0]}", code)
+    return code
 
 
 def runc_run(launch, request, outputs: tuple) -> None:
@@ -126,14 +106,16 @@ def runc_run(launch, request, outputs: tuple) -> None:
 
 
 def publish_pid(launch, request) -> None:
-    """Copy runc's pid file to the pidFile Storm asked for, written with the user's rights."""
+    """Copy runc's pid file (in the root-only bundle directory) to the pidFile Storm asked
+    for: created by the user, O_EXCL|O_NOFOLLOW, in the directory held by
+    request.pid_dir_fd (checked before anything was mounted)."""
     with open(f"{request.container_dir}/container.pid", "rb") as handle:
         pid = handle.read().strip()
     if not pid.isdigit():
         raise _fail(f"runc wrote no pid for {request.spec.container_id}")
     with identity.acting_as(launch.user.identity):
         try:
-            _write_new(None, request.spec.pid_file, pid, 0o644)
+            _write_new(request.pid_dir_fd, request.pid_name, pid, 0o644)
         except OSError as err:
             raise LauncherError(ExitCode.WRITE_PIDFILE_FAILED,
                                 f"cannot write pid file {request.spec.pid_file}: "

@@ -1,7 +1,24 @@
 """The layer database under the run root, in Storm's layout so an existing node's run root is
 understood: layers/<sha256 hex of the layer path>/mnt is that layer's squashfs mount,
 layers/lock an fcntl lock taken for every change, <containerId>/{rootfs,upper,work} a
-container's overlay."""
+container's overlay.
+
+A second file at the same path. Storm's localiser may replace a layer file (deleted, then
+downloaded again) while a container still runs on the old one, whose mount keeps the old
+file (the kernel marks its loop device's backing file "(deleted)"). A launch then mounts the
+new file as a layer of its own, at layers/<sha256 hex of "<path>\0<st_dev>:<st_ino>">/mnt:
+deterministic (every launch of that file finds it), 64 hex digits like Storm's names (so
+Storm's and our reap see it), and never confused with the old file, whose inode number
+cannot be reused while its mount holds it. The old container keeps its mount; reap unmounts
+each when no overlay uses it (the old one first, its file being deleted).
+
+The run root and the layer database are root's alone (0700): a layer's files are readable
+through its mount, and only root (runc, which mounts the container's root) needs them.
+Everything below the run root is named by path strings the launcher builds (mount(2) takes
+paths): the run root is opened on descriptors from / with every directory on the way
+root-owned and not writable by group or others (paths.trust.root_chain), so no other
+account can change what those strings name.
+"""
 
 import errno
 import fcntl
@@ -21,8 +38,19 @@ LAYERS = "layers"
 LOCK = "lock"
 
 
+PRIVATE = 0o700
+SEPARATORS = ",:\\ "  # the overlay option syntax: no run root may contain them
+
+
 def layer_dir(run_root: str, layer_path: str) -> str:
+    """Storm's (and the C launcher's) name: the SHA-256 of the layer's path."""
     return f"{run_root}/{LAYERS}/{sha256(layer_path.encode()).hexdigest()}"
+
+
+def file_layer_dir(run_root: str, layer_path: str, st: os.stat_result) -> str:
+    """The name of a layer file that is not the one mounted at layer_dir (see above)."""
+    key = f"{layer_path}\0{st.st_dev}:{st.st_ino}".encode("utf-8", "surrogateescape")
+    return f"{run_root}/{LAYERS}/{sha256(key).hexdigest()}"
 
 
 def make_dir(path: str, mode: int) -> bool:
@@ -38,6 +66,63 @@ def make_dir(path: str, mode: int) -> bool:
         return False
 
 
+def open_run_root(configured: str) -> str:
+    """The run root (created if missing) and its layer database, both made root-only
+    (0700; a run root an older launcher left 0755 is fixed). Returns its canonical path."""
+    from ..paths import trust
+
+    if any(char in configured for char in SEPARATORS):
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"worker.launcher.oci.run-root "
+                                                          f"{configured} may not contain , : \\ "
+                                                          f"or space")
+    fd, path, problem = trust.root_chain(configured)
+    if fd is None and problem is None:
+        parent, name = path.rsplit("/", 1)
+        parent_fd, _, problem = trust.root_chain(parent or "/")
+        if parent_fd is not None:
+            try:
+                os.mkdir(name, PRIVATE, dir_fd=parent_fd)
+            except FileExistsError:
+                pass
+            finally:
+                os.close(parent_fd)
+            fd, path, problem = trust.root_chain(configured)
+    if problem or fd is None:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                            f"run root {configured} is not safe: {problem or 'cannot create it'}")
+    try:
+        _make_private(fd, path)
+        try:
+            os.mkdir(LAYERS, PRIVATE, dir_fd=fd)
+        except FileExistsError:
+            pass
+        layers_fd = os.open(LAYERS, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            _make_private(layers_fd, f"{path}/{LAYERS}")
+        finally:
+            os.close(layers_fd)
+    except OSError as err:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                            f"cannot set up the run root {path}: {os_error_text(err)}") from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def _make_private(fd: int, path: str) -> None:
+    """The O_PATH `fd` must be a root-owned directory; make it 0700 (reopened through
+    /proc/self/fd, which names the open directory itself, to fchmod it)."""
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"{path} is not a root-owned directory")
+    if stat.S_IMODE(st.st_mode) != PRIVATE:
+        directory = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fchmod(directory, PRIVATE)
+        finally:
+            os.close(directory)
+
+
 class LayerLock:
     """Exclusive fcntl lock on <run-root>/layers/lock while layers are mounted or unmounted."""
 
@@ -46,7 +131,7 @@ class LayerLock:
         self.fd = None
 
     def __enter__(self):
-        make_dir(os.path.dirname(self.path), 0o755)
+        make_dir(os.path.dirname(self.path), PRIVATE)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.path, flags, 0o600)
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
@@ -62,28 +147,46 @@ def mount_layers(run_root: str, layers: list, undo: list) -> list:
     (path, fd) pairs. Returns the mount directories; appends an undo step for each layer
     this call mounted."""
     mounted = mountinfo.mounted_at(mountinfo.read())
-    mount_dirs = []
+    mount_dirs, this_call = [], {}
     for path, fd in layers:
-        directory = layer_dir(run_root, path)
-        mnt = f"{directory}/mnt"
-        entry = mounted.get(mnt)
-        if entry is not None:
-            if entry.fstype != "squashfs" or not mounts.backing_matches(entry.source, fd):
-                raise LauncherError(ExitCode.OCI_RUN_FAILED,
-                                    f"layer {path} changed since it was mounted at {mnt}; "
-                                    f"reap it first")
-            os.utime(directory)  # most recently used: kept longest by reap
+        mnt = this_call.get(path) or _mounted_layer(run_root, path, fd, mounted)
+        if mnt is not None:
+            os.utime(os.path.dirname(mnt))  # most recently used: kept longest by reap
         else:
-            make_dir(directory, 0o755)
-            make_dir(mnt, 0o755)
+            mnt = _free_layer_dir(run_root, path, fd, mounted)
+            directory = os.path.dirname(mnt)
+            make_dir(directory, PRIVATE)
+            make_dir(mnt, PRIVATE)
             try:
                 mounts.mount_layer(fd, path, mnt)
             except OSError as err:
                 raise LauncherError(ExitCode.OCI_RUN_FAILED,
                                     f"cannot mount layer {path}: {err.strerror}") from None
+            mounted[mnt] = None  # taken (by this very file)
             undo.append(lambda mnt=mnt: release_layer(run_root, mnt))
+        this_call[path] = mnt
         mount_dirs.append(mnt)
     return mount_dirs
+
+
+def _mounted_layer(run_root: str, path: str, fd: int, mounted: dict):
+    """The mount of exactly this file (under either name), or None."""
+    for directory in (layer_dir(run_root, path), file_layer_dir(run_root, path, os.fstat(fd))):
+        entry = mounted.get(f"{directory}/mnt")
+        if entry is not None and entry.fstype == "squashfs" \
+                and mounts.backing_matches(entry.source, fd):
+            return f"{directory}/mnt"
+    return None
+
+
+def _free_layer_dir(run_root: str, path: str, fd: int, mounted: dict) -> str:
+    """Where to mount a file not mounted yet: Storm's name, or if another file (an older
+    one at the same path) is mounted there, the file's own name."""
+    for directory in (layer_dir(run_root, path), file_layer_dir(run_root, path, os.fstat(fd))):
+        if f"{directory}/mnt" not in mounted:
+            return f"{directory}/mnt"
+    raise LauncherError(ExitCode.OCI_RUN_FAILED,
+                        f"layer {path}: {directory}/mnt is mounted from another file")
 
 
 def unmount_layer(mnt: str) -> None:

@@ -18,11 +18,13 @@ def _unescape(field: str) -> str:
 
 
 class MountEntry:
-    __slots__ = ("mount_point", "fstype", "source", "super_options")
+    __slots__ = ("mount_point", "fstype", "source", "super_options", "root", "device")
 
-    def __init__(self, mount_point, fstype, source, super_options):
+    def __init__(self, mount_point, fstype, source, super_options, root="/", device=""):
         self.mount_point, self.fstype = mount_point, fstype
         self.source, self.super_options = source, super_options
+        self.root = root  # the directory of its file system mounted there
+        self.device = device  # major:minor of the file system
 
     def lower_dirs(self) -> list:
         if self.fstype != "overlay":
@@ -45,7 +47,7 @@ def parse(text: str) -> list:
         if not sep or len(fields) < 5 or len(tail) < 3:
             continue
         entries.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]),
-                                  _unescape(tail[2])))
+                                  _unescape(tail[2]), _unescape(fields[3]), fields[2]))
     return entries
 
 

@@ -1,32 +1,30 @@
 """Strict, pure parse of the oci-config.json Storm's RuncLibContainerManager writes.
 
-Everything Storm writes is accepted (the seed appendix, plus noNewPrivileges, terminal and
-version); anything else is refused with exit 24 and the JSON path of the offending field.
+Accepted is exactly what `RuncLibContainerManager.launchWorkerProcess` can produce (serialised
+by Jackson with `@JsonInclude(NON_DEFAULT)`, see storm-facts 5.2 and E5); anything else is
+refused with exit 24 and the JSON path of the offending field, before anything is mounted,
+attached, created or started. Each rule is written next to its check. The host side (the
+files these paths name) is checked by descriptor in oci/request.py.
 """
 
-from ..core.errors import ExitCode, LauncherError
-from ..core.policy import normalize
+from __future__ import annotations
+
+from ..core.policy import is_within, normalize
+from ..paths.resolve import PSEUDO_ROOTS
+from . import bundle, seccomp as seccomp_rules
+from .spec_rules import (integer, path, refuse, string, strings_are_clean, the_list,
+                         with_fields)
 
 MAX_BYTES = 1024 * 1024
-MAX_DEPTH = 16
+MAX_DEPTH = 16  # E5 with a seccomp profile nests 8 deep
 MAX_LAYERS = 128
 MAX_MOUNTS = 256
-MAX_ITEMS = 4096
+STORM_VERSION = "0.1"
 SQUASHFS = "application/vnd.squashfs"
-MOUNT_OPTIONS = frozenset({"ro", "rw", "rbind", "rprivate", "nosuid", "nodev", "noexec"})
-RESOURCE_FIELDS = {
-    "cpu": frozenset({"shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems"}),
-    "memory": frozenset({"limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness",
-                         "disableOOMKiller"}),
-    "blockIO": frozenset({"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice",
-                          "throttleWriteBpsDevice", "throttleReadIOPSDevice",
-                          "throttleWriteIOPSDevice"}),
-}
-SECCOMP_ACTIONS = frozenset({"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
-                             "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
-                             "SCMP_ACT_LOG"})
-SECCOMP_OPS = frozenset({"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
-                         "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"})
+TOP_FIELDS = ("version", "username", "containerId", "pidFile", "containerScriptPath", "layers",
+              "ociRuntimeConfig")
+DEFAULT_CGROUP_PARENT = "/storm"  # storm.oci.cgroup.parent in Storm's defaults.yaml
+TMP_DESTINATION = "/tmp"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -38,239 +36,251 @@ class Mount:
         self.writable, self.options = writable, options
 
 
+class Expect:
+    """What a request must match besides its own rules: the target user, the workdir argument
+    (Storm's workers/<worker id>; None for mount-layers, which then takes process.cwd), and
+    the policy's cgroup parent and cgroup root."""
+
+    __slots__ = ("username", "workdir", "cgroup_parent", "cgroup_root")
+
+    def __init__(self, username: str, workdir: str | None = None,
+                 cgroup_parent: str = DEFAULT_CGROUP_PARENT, cgroup_root: str = "/sys/fs/cgroup"):
+        self.username, self.workdir = username, workdir
+        self.cgroup_parent, self.cgroup_root = cgroup_parent, cgroup_root
+
+
 class OciSpec:
     """The validated launch request. Host paths are normalized, not yet resolved."""
 
-    __slots__ = ("username", "container_id", "pid_file", "script", "layers", "keep_count",
-                 "mounts", "args", "env", "cwd", "cgroups_path", "resources", "seccomp")
+    __slots__ = ("username", "container_id", "port", "worker_id", "workdir", "pid_file",
+                 "script", "layers", "keep_count", "mounts", "args", "env", "cwd",
+                 "cgroups_path", "resources", "seccomp")
 
     def __init__(self, **values):
         for name in self.__slots__:
             setattr(self, name, values[name])
 
 
-def refuse(where: str, problem: str) -> LauncherError:
-    return LauncherError(ExitCode.INVALID_CONFIG_FILE, f"oci-config.json {where}: {problem}")
-
-
 def valid_container_id(text) -> bool:
-    """Storm's `<port>-<uuid>`: a port of 1-5 digits, then a lowercase canonical UUID."""
+    """Storm's `<port>-<worker id>` (RuncLibContainerManager.getContainerId): a port 1-65535
+    written as Java's Integer.toString does (no sign, no leading zero), then the worker id,
+    a lowercase canonical UUID (Utils.uuid)."""
     if not isinstance(text, str) or not 38 <= len(text) <= 42:
         return False
     port, _, uuid = text.partition("-")
     groups = uuid.split("-")
-    return (port.isdigit() and port.isascii() and 1 <= len(port) <= 5
+    return (port.isascii() and port.isdigit() and 1 <= len(port) <= 5 and port[0] != "0"
+            and int(port) <= 65535
             and [len(group) for group in groups] == [8, 4, 4, 4, 12]
             and all(set(group) <= _HEX for group in groups))
 
 
-def _fields(obj, where: str, required: tuple, optional: tuple = ()) -> dict:
-    if not isinstance(obj, dict):
-        raise refuse(where, "must be an object")
-    unknown = set(obj) - set(required) - set(optional)
-    if unknown:
-        raise refuse(f"{where}.{sorted(unknown)[0]}", "is not a field Storm writes")
-    missing = [key for key in required if key not in obj]
-    if missing:
-        raise refuse(f"{where}.{missing[0]}", "is missing")
-    return obj
-
-
-def _string(value, where: str, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not allow_empty) or "\0" in value:
-        raise refuse(where, "must be a non-empty string without NUL")
-    return value
-
-
-def _path(value, where: str) -> str:
-    normal = normalize(_string(value, where))
-    if normal is None or normal != value.rstrip("/") and value != "/":
-        raise refuse(where, f"must be a normalized absolute path, got {value!r}")
-    return normal
-
-
-def _list(value, where: str, limit: int = MAX_ITEMS, allow_empty: bool = True) -> list:
-    if not isinstance(value, list) or len(value) > limit or (not value and not allow_empty):
-        raise refuse(where, f"must be a list of {'1 to ' if not allow_empty else 'at most '}"
-                            f"{limit} items")
-    return value
-
-
-def _integer(value, where: str, low: int = -(2**63), high: int = 2**64 - 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise refuse(where, f"must be a whole number from {low} to {high}")
-    return value
-
-
-def check_depth(value, where: str = "$", depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise refuse(where, f"nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_depth(item, f"{where}.{key}", depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_depth(item, f"{where}[{index}]", depth + 1)
-
-
-def parse(document, username: str) -> OciSpec:
-    """Validate a decoded oci-config.json for the target user `username`."""
-    check_depth(document)
-    top = _fields(document, "$", ("username", "containerId", "pidFile", "containerScriptPath",
-                                   "layers", "ociRuntimeConfig"),
-                  ("version", "reapLayerKeepCount"))
-    if "version" in top:
-        _string(top["version"], "$.version")
-    if top["username"] != username:
-        raise refuse("$.username", f"is {top['username']!r}, not the requested user {username}")
-    if not valid_container_id(top["containerId"]):
-        raise refuse("$.containerId", f"{top['containerId']!r} is not <port>-<uuid>")
-    keep = _integer(top.get("reapLayerKeepCount", 0), "$.reapLayerKeepCount", 0, 2**31 - 1)
-    runtime = _fields(top["ociRuntimeConfig"], "$.ociRuntimeConfig", ("mounts", "process", "linux"))
+def parse(document, expect: Expect) -> OciSpec:
+    """Validate a decoded oci-config.json against `expect`."""
+    strings_are_clean(document)
+    top = with_fields(document, "$", TOP_FIELDS, ("reapLayerKeepCount",))
+    # Storm always writes "0.1" (the no-arg constructor leaves it null, so NON_DEFAULT keeps
+    # it); the C launcher never read it. Missing or different: not Storm's request.
+    if top["version"] != STORM_VERSION:
+        raise refuse("$.version", f"must be {STORM_VERSION!r}, the version Storm writes")
+    if top["username"] != expect.username:
+        raise refuse("$.username", f"is {top['username']!r}, not the requested user "
+                                   f"{expect.username}")
+    runtime = with_fields(top["ociRuntimeConfig"], "$.ociRuntimeConfig",
+                          ("mounts", "process", "linux"))
     process = _process(runtime["process"], "$.ociRuntimeConfig.process")
-    linux = _linux(runtime["linux"], "$.ociRuntimeConfig.linux")
+    # process.cwd is the worker directory (createOciProcessConfig(workerDir, ...)), the one
+    # the launcher was given; its name is the worker id.
+    workdir = expect.workdir or process["cwd"]
+    if process["cwd"] != workdir:
+        raise refuse("$.ociRuntimeConfig.process.cwd", f"must be the workdir {workdir}")
+    worker_id = workdir.rsplit("/", 1)[1]
+    container_id, port = _container_id(top["containerId"], worker_id)
+    # ServerUtils.writeScript puts the script in the workdir; args end with `bash <script>`.
+    script = path(top["containerScriptPath"], "$.containerScriptPath")
+    if script.rsplit("/", 1)[0] != workdir:
+        raise refuse("$.containerScriptPath", f"must be a file directly in the workdir {workdir}")
+    if list(process["args"][-2:]) != ["bash", script]:
+        raise refuse("$.ociRuntimeConfig.process.args", "must end with bash and the "
+                                                        "containerScriptPath")
+    pid_file = path(top["pidFile"], "$.pidFile")  # where: judged on the host (request.py)
+    # Jackson omits reapLayerKeepCount when it is 0 (NON_DEFAULT), so absent means 0.
+    keep = integer(top.get("reapLayerKeepCount", 0), "$.reapLayerKeepCount", 0, 2**31 - 1)
+    linux = _linux(runtime["linux"], "$.ociRuntimeConfig.linux", container_id,
+                   expect.cgroup_parent)
     return OciSpec(
-        username=username,
-        container_id=top["containerId"],
-        pid_file=_path(top["pidFile"], "$.pidFile"),
-        script=_path(top["containerScriptPath"], "$.containerScriptPath"),
-        layers=_layers(top["layers"]),
-        keep_count=keep,
-        mounts=_mounts(runtime["mounts"], "$.ociRuntimeConfig.mounts"),
-        cgroups_path=linux["cgroupsPath"],
-        resources=linux["resources"],
+        username=expect.username, container_id=container_id, port=port, worker_id=worker_id,
+        workdir=workdir, pid_file=pid_file, script=script, layers=_layers(top["layers"]),
+        keep_count=keep, cwd=process["cwd"], args=process["args"], env=process["env"],
+        mounts=_mounts(runtime["mounts"], "$.ociRuntimeConfig.mounts", workdir,
+                       expect.cgroup_root),
+        cgroups_path=linux["cgroupsPath"], resources=linux["resources"],
         seccomp=linux["seccomp"],
-        **process,
     )
+
+
+def _container_id(value, worker_id: str) -> tuple:
+    """`<port>-<worker id>` with the worker id the workdir's name; (id, port)."""
+    if not valid_container_id(value):
+        raise refuse("$.containerId", f"{value!r} is not <port>-<worker id> (a port 1-65535, "
+                                      f"a lowercase UUID)")
+    port, _, worker = value.partition("-")
+    if worker != worker_id:
+        raise refuse("$.containerId", f"{value!r} is not for the worker {worker_id} of the "
+                                      f"workdir")
+    return value, int(port)
 
 
 def _layers(value) -> tuple:
     layers = []
-    for index, item in enumerate(_list(value, "$.layers", MAX_LAYERS, allow_empty=False)):
+    for index, item in enumerate(the_list(value, "$.layers", MAX_LAYERS, allow_empty=False)):
         where = f"$.layers[{index}]"
-        layer = _fields(item, where, ("mediaType", "path"))
+        layer = with_fields(item, where, ("mediaType", "path"))
         if layer["mediaType"] != SQUASHFS:
             raise refuse(f"{where}.mediaType", f"must be {SQUASHFS}")
-        layers.append(_path(layer["path"], f"{where}.path"))
+        layers.append(path(layer["path"], f"{where}.path"))
     return tuple(layers)
 
 
-def _mounts(value, where: str) -> tuple:
-    mounts = []
-    for index, item in enumerate(_list(value, where, MAX_MOUNTS)):
+def _mounts(value, where: str, workdir: str, cgroup_root: str) -> tuple:
+    """RuncLibContainerManager.setContainerMounts: bind mounts with options [ro|rw, rbind,
+    rprivate], each path bound at its own place, except <workdir>/tmp at /tmp."""
+    mounts, seen = [], set()
+    for index, item in enumerate(the_list(value, where, MAX_MOUNTS)):
         here = f"{where}[{index}]"
-        mount = _fields(item, here, ("destination", "type", "source", "options"))
+        mount = with_fields(item, here, ("destination", "type", "source", "options"))
         if mount["type"] != "bind":
             raise refuse(f"{here}.type", "only bind mounts are accepted")
-        options = _list(mount["options"], f"{here}.options", 16)
-        if not all(isinstance(option, str) for option in options):
-            raise refuse(f"{here}.options", "must be strings")
-        unknown = set(options) - MOUNT_OPTIONS
-        if unknown:
-            raise refuse(f"{here}.options", f"option {sorted(unknown)[0]!r} is not allowed")
-        if not {"rbind", "rprivate"} <= set(options):
-            raise refuse(f"{here}.options", "must include rbind and rprivate")
-        if ("ro" in options) == ("rw" in options):
-            raise refuse(f"{here}.options", "must include exactly one of ro and rw")
-        mounts.append(Mount(_path(mount["source"], f"{here}.source"),
-                            _path(mount["destination"], f"{here}.destination"),
-                            "rw" in options, tuple(options)))
+        options = the_list(mount["options"], f"{here}.options", 3)
+        if len(options) != 3 or not all(isinstance(o, str) for o in options) \
+                or set(options) not in ({"ro", "rbind", "rprivate"}, {"rw", "rbind", "rprivate"}):
+            raise refuse(f"{here}.options", "must be [ro or rw, rbind, rprivate]")
+        source = path(mount["source"], f"{here}.source")
+        destination = path(mount["destination"], f"{here}.destination")
+        writable = "rw" in options
+        if destination != source and (source, destination) != (f"{workdir}/tmp", TMP_DESTINATION):
+            raise refuse(f"{here}.destination", f"must be the source itself (Storm binds each "
+                                                f"path at its own place, and the workdir's tmp "
+                                                f"at {TMP_DESTINATION})")
+        problem = destination_problem(destination, source, writable, cgroup_root)
+        if problem:
+            raise refuse(f"{here}.destination", problem)
+        if destination in seen:
+            raise refuse(f"{here}.destination", f"{destination} is mounted twice")
+        seen.add(destination)
+        mounts.append(Mount(source, destination, writable, tuple(options)))
     return tuple(mounts)
 
 
+def destination_problem(destination: str, source: str, writable: bool, cgroup_root: str):
+    """Why a bind may not go to `destination` in the container, or None. Never over the
+    root, nor on or below /proc, /sys, /dev (where runc and the launcher mount the
+    container's own pseudo file systems, bundle.STANDARD_MOUNTS): a bind there would hide or
+    replace them. One exception, which Storm always sends: its cgroup root
+    (storm.oci.cgroup.root) bound read-only at its own place over the container's cgroup
+    mount."""
+    if destination == "/":
+        return "may not be the container's root"
+    if (destination == source == cgroup_root and not writable
+            and destination not in PSEUDO_ROOTS):
+        return None
+    standard = [m["destination"] for m in bundle.STANDARD_MOUNTS]
+    for top in PSEUDO_ROOTS + tuple(standard):
+        if is_within(destination, top):
+            return (f"{destination} is on or below {top}, where the container's own file "
+                    f"systems are mounted")
+    return None
+
+
 def _process(value, where: str) -> dict:
-    process = _fields(value, where, ("cwd", "env", "args"), ("noNewPrivileges", "terminal"))
+    # Storm never writes noNewPrivileges (true) or terminal (false): NON_DEFAULT drops both.
+    process = with_fields(value, where, ("cwd", "env", "args"), ("noNewPrivileges", "terminal"))
     if process.get("noNewPrivileges", True) is not True:
         raise refuse(f"{where}.noNewPrivileges", "may only be true")
     if process.get("terminal", False) is not False:
         raise refuse(f"{where}.terminal", "may only be false")
-    args = _list(process["args"], f"{where}.args", allow_empty=False)
+    args = the_list(process["args"], f"{where}.args", allow_empty=False)
     for index, arg in enumerate(args):
-        _string(arg, f"{where}.args[{index}]", allow_empty=index > 0)
-    env = _list(process["env"], f"{where}.env")
+        string(arg, f"{where}.args[{index}]", allow_empty=index > 0)
+    env = the_list(process["env"], f"{where}.env")  # "env":[] when empty
     for index, item in enumerate(env):
-        if "=" not in _string(item, f"{where}.env[{index}]") or item.startswith("="):
+        if "=" not in string(item, f"{where}.env[{index}]") or item.startswith("="):
             raise refuse(f"{where}.env[{index}]", "must be NAME=value")
-    return {"args": tuple(args), "env": tuple(env), "cwd": _path(process["cwd"], f"{where}.cwd")}
+    return {"args": tuple(args), "env": tuple(env), "cwd": path(process["cwd"], f"{where}.cwd")}
 
 
-def _linux(value, where: str) -> dict:
-    linux = _fields(value, where, ("cgroupsPath",), ("resources", "seccomp"))
-    cgroups = _path(linux["cgroupsPath"], f"{where}.cgroupsPath")
-    if cgroups == "/":
-        raise refuse(f"{where}.cgroupsPath", "may not be the cgroup root")
-    resources = _fields(linux.get("resources", {}), f"{where}.resources", (),
-                        tuple(RESOURCE_FIELDS))
-    for name, fields in RESOURCE_FIELDS.items():
-        if name in resources:
-            _resource(resources[name], f"{where}.resources.{name}", fields)
+def _linux(value, where: str, container_id: str, parent: str) -> dict:
+    # OciLinuxConfig: cgroupsPath and resources always (Resources is always created),
+    # seccomp only when storm.oci.seccomp.profile is set.
+    linux = with_fields(value, where, ("cgroupsPath", "resources"), ("seccomp",))
+    cgroups = cgroups_path(linux["cgroupsPath"], f"{where}.cgroupsPath", container_id, parent)
+    resources = _resources(linux["resources"], f"{where}.resources")
     seccomp = linux.get("seccomp")
-    if seccomp is not None:
-        _seccomp(seccomp, f"{where}.seccomp")
+    if "seccomp" in linux:
+        seccomp_rules.check(seccomp, f"{where}.seccomp")
     return {"cgroupsPath": cgroups, "resources": resources, "seccomp": seccomp}
 
 
-def _resource(value, where: str, fields: frozenset) -> None:
-    resource = _fields(value, where, (), tuple(fields))
-    for key, item in resource.items():
-        if isinstance(item, list):  # blockIO per-device entries
-            for index, entry in enumerate(_list(item, f"{where}.{key}", 256)):
-                device = _fields(entry, f"{where}.{key}[{index}]", ("major", "minor"),
-                                 ("weight", "leafWeight", "rate"))
-                for name, number in device.items():
-                    _integer(number, f"{where}.{key}[{index}].{name}", 0)
-        elif isinstance(item, str):
-            if key not in ("cpus", "mems") or not set(item) <= set("0123456789,-"):
-                raise refuse(f"{where}.{key}", "must be a cpu or memory-node list")
-        elif key == "disableOOMKiller":
-            if not isinstance(item, bool):
-                raise refuse(f"{where}.{key}", "must be true or false")
-        else:
-            _integer(item, f"{where}.{key}")
+def cgroups_path(value, where: str, container_id: str, parent: str) -> str:
+    """Storm's `cgroupParent + "/" + containerId`, returned normalized (what runc gets).
+
+    The parent is the policy's storm.oci.cgroup.parent (Storm's default /storm; Storm
+    prepends '/' to a relative one). Storm keeps a trailing '/' of the configured parent, so
+    `/storm/` gives `/storm//<id>`: repeated slashes are accepted, since collapsing them is
+    unambiguous and runc cleans the path the same way; '.', '..' and a trailing '/' are not."""
+    text = string(value, where)
+    normal = normalize(text)
+    expected = f"{parent.rstrip('/')}/{container_id}"
+    if normal is None or text.endswith("/") or normal != expected:
+        raise refuse(where, f"must be {expected} (the cgroup parent {parent} and the "
+                            f"container id), got {text!r}")
+    return normal
 
 
-def _one_of(value, names: frozenset) -> bool:
-    """`value in names` for any JSON value (a list or object is unhashable)."""
-    return isinstance(value, str) and value in names
+def _resources(value, where: str) -> dict:
+    """Storm's Resources: memory {limit} (memory enforcement on), cpu {quota, period[, cpus,
+    mems]} (a cpu reserved; cpus and mems with NUMA), or {}. Zero values are omitted by
+    Jackson. Nothing else: no real-time CPU time, no devices, no blockIO, no pids."""
+    resources = with_fields(value, where, (), ("memory", "cpu"),
+                            refused={"devices": "the launcher sets the device rules itself"})
+    if "memory" in resources:
+        memory = with_fields(resources["memory"], f"{where}.memory", (), ("limit",))
+        if "limit" in memory:
+            integer(memory["limit"], f"{where}.memory.limit", 1)
+    if "cpu" in resources:
+        realtime = "real-time CPU time is never granted to a worker"
+        cpu = with_fields(resources["cpu"], f"{where}.cpu", ("period",), ("quota", "cpus", "mems"),
+                          refused={"realtimeRuntime": realtime, "realtimePeriod": realtime})
+        integer(cpu["period"], f"{where}.cpu.period", 1000, 1000000)  # the kernel's CFS bounds
+        if "quota" in cpu:
+            integer(cpu["quota"], f"{where}.cpu.quota", 1000)
+        if ("cpus" in cpu) != ("mems" in cpu):
+            raise refuse(f"{where}.cpu", "sets cpus and mems together (NUMA) or neither")
+        for key in ("cpus", "mems"):
+            if key in cpu and not _cpu_list(cpu[key]):
+                raise refuse(f"{where}.cpu.{key}", "must be a list like 0,1,2-5")
+    return resources
 
 
-def _seccomp(value, where: str) -> None:
-    seccomp = _fields(value, where, ("defaultAction",), ("syscalls", "architectures"))
-    default = seccomp["defaultAction"]
-    if not _one_of(default, SECCOMP_ACTIONS) or default == "SCMP_ACT_ALLOW":
-        raise refuse(f"{where}.defaultAction", "must be a seccomp action other than SCMP_ACT_ALLOW")
-    for index, arch in enumerate(_list(seccomp.get("architectures", []), f"{where}.architectures", 16)):
-        if not isinstance(arch, str) or not arch.startswith("SCMP_ARCH_"):
-            raise refuse(f"{where}.architectures[{index}]", "must be a SCMP_ARCH_ name")
-    for index, rule in enumerate(_list(seccomp.get("syscalls", []), f"{where}.syscalls", 1024)):
-        here = f"{where}.syscalls[{index}]"
-        rule = _fields(rule, here, ("names", "action"), ("args", "errnoRet"))
-        for position, name in enumerate(_list(rule["names"], f"{here}.names", allow_empty=False)):
-            if not isinstance(name, str) or not name.replace("_", "").isalnum():
-                raise refuse(f"{here}.names[{position}]", "must be a system call name")
-        if not _one_of(rule["action"], SECCOMP_ACTIONS):
-            raise refuse(f"{here}.action", "is not a seccomp action")
-        if "errnoRet" in rule:
-            _integer(rule["errnoRet"], f"{here}.errnoRet", 0, 4095)
-        for position, arg in enumerate(_list(rule.get("args", []), f"{here}.args", 6)):
-            arg = _fields(arg, f"{here}.args[{position}]", ("index", "value", "op"), ("valueTwo",))
-            _integer(arg["index"], f"{here}.args[{position}].index", 0, 5)
-            _integer(arg["value"], f"{here}.args[{position}].value", 0)
-            _integer(arg.get("valueTwo", 0), f"{here}.args[{position}].valueTwo", 0)
-            if not _one_of(arg["op"], SECCOMP_OPS):
-                raise refuse(f"{here}.args[{position}].op", "is not a seccomp comparison")
+def _cpu_list(value) -> bool:
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        return False
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        for number in (low, high) if "-" in part else (low,):
+            if not (number.isascii() and number.isdigit() and len(number) <= 5):
+                return False
+        if "-" in part and int(low) > int(high):
+            return False
+    return True
 
 
 def decode(data: bytes):
-    """bytes -> the JSON document, or exit 24 naming the problem."""
-    from ..core.jsontext import loads
+    """bytes -> the JSON document (jsontext.parse: strict, iterative, bounded), or exit 24
+    naming the position of the problem."""
+    from ..core.jsontext import JsonError, parse as parse_json
 
     try:
-        return loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise refuse("$", "is not UTF-8") from None
-    except RecursionError:
-        raise refuse("$", f"nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as err:
-        raise refuse("$", f"is not valid JSON ({getattr(err, 'msg', err)} at line "
-                          f"{getattr(err, 'lineno', '?')})") from None
+        return parse_json(data, MAX_DEPTH)
+    except JsonError as err:
+        raise refuse("$", f"is not valid JSON: {err}") from None
