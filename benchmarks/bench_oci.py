@@ -37,10 +37,11 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
 
 def launch_and_reap(oci, keep: int) -> tuple:
     worker = oci.new_worker("sleep 300\n")
-    request = oci.write_request(worker.request)
-    pid_file = Path(worker.request["pidFile"])
+    worker.write()
+    pid_file = worker.pid_file
     start = time.perf_counter()
-    result = oci.launcher.run(USER, "run-oci-container", worker.workdir, request, worker.artifacts)
+    result = oci.launcher.run(USER, "run-oci-container", worker.workdir, worker.config,
+                              worker.workdir / "artifacts")
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     wait_for(pid_file)
@@ -57,8 +58,7 @@ def runc_alone(oci) -> float:
     launch, pointed at a fresh root mounted by mount-layers for every sample (as a launch
     gets one), timed from invoke to pid file."""
     model = oci.new_worker("sleep 300\n")
-    request = oci.write_request(model.request)
-    oci.launcher.run(USER, "run-oci-container", model.workdir, request, model.artifacts)
+    model.launch()
     config = json.loads((oci.run_root / model.container_id / "config.json").read_text())
     model.reap(1000)
     samples = []
@@ -98,8 +98,7 @@ def stale_reap(oci, directory: Path) -> float:
         image = directory / f"stale{index}.sqsh"
         subprocess.run(["mksquashfs", str(tree), str(image), "-quiet", "-noappend", "-no-progress"],
                        check=True, stdout=subprocess.DEVNULL)
-        os.chmod(image, 0o644)
-        layers.append(image)
+        layers.append(oci.localise(image))  # into the layer store
     workers = []
     for chunk in range(8):
         oci.layers = layers[chunk * 25:(chunk + 1) * 25]
@@ -120,11 +119,12 @@ def stale_reap(oci, directory: Path) -> float:
 
 def concurrent(oci, count: int = 8) -> float:
     workers = [oci.new_worker("sleep 300\n", port=6800 + i) for i in range(count)]
-    requests = [oci.write_request(w.request) for w in workers]
+    requests = [w.write() for w in workers]
     failures = []
 
     def go(worker, request):
-        result = oci.launcher.run(USER, "run-oci-container", worker.workdir, request, worker.artifacts)
+        result = oci.launcher.run(USER, "run-oci-container", worker.workdir, request,
+                                  worker.workdir / "artifacts")
         if result.returncode != 0:
             failures.append(result.stderr)
 
@@ -153,13 +153,13 @@ def main() -> int:
         storm = Storm(base)
         images = launcher.prefix / "images"
         images.mkdir(mode=0o755)
-        oci = Oci(launcher, storm, [])
+        oci = Oci(launcher, storm, [], policy=policy)
         try:
             warm_over = {}
             for count in (3, 7):
                 directory = images / f"{count}"
                 directory.mkdir(mode=0o755)
-                oci.layers = build_image(directory, count)
+                oci.layers = [oci.localise(layer) for layer in build_image(directory, count)]
                 for mode, keep in (("cold", 0), ("warm", 1000)):
                     launch_and_reap(oci, keep)  # warm-up (and, for warm, leave the layers)
                     samples = [launch_and_reap(oci, keep) for _ in range(RUNS)]

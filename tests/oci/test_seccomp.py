@@ -63,7 +63,7 @@ def required_profile(oci):
     path.write_text(profile_text())
     os.chown(path, 0, 0)
     os.chmod(path, 0o644)
-    oci.add_policy(f"storm.oci.seccomp.profile: {path}\n")
+    oci.add_policy({"storm.oci.seccomp.profile": str(path)})
     yield path
     path.unlink()
 

@@ -137,11 +137,11 @@ def _own(path: Path, user: str = SUPERVISOR, mode: int = None) -> Path:
 class Oci:
     """Storm's layout for one test and the launcher to drive it."""
 
-    def __init__(self, launcher, storm, image):
+    def __init__(self, launcher, storm, image, policy: Path = None):
         self.launcher, self.storm, self.image = launcher, storm, image
         self.run_root = launcher.run_root
         self.ids = []
-        self.policy = launcher.conf.parent / "policy.yaml"
+        self.policy = policy or launcher.conf.parent / "policy.yaml"  # the storm fixture's
         base, local = storm.base, storm.local
         self.storm_home = base / "storm-home"
         self.nscd = base / "nscd"
@@ -156,14 +156,20 @@ class Oci:
         for path in (self.store, self.store / "layers"):
             _own(path, mode=0o755)
         self.layers = [self.localise(layer) for layer in image]
-        self.add_policy(f"storm.home: {self.storm_home}\n"
-                        f"storm.oci.nscd.dir: {self.nscd}\n"
-                        f"storm.oci.cgroup.parent: {CGROUP_PARENT}\n")
+        self.add_policy({"storm.home": str(self.storm_home), "storm.oci.nscd.dir": str(self.nscd),
+                         "storm.oci.cgroup.parent": CGROUP_PARENT})
         self.requests = Path(tempfile.mkdtemp(prefix="requests-", dir=base))
         _own(self.requests)
 
-    def add_policy(self, text: str) -> None:
-        self.policy.write_text(self.policy.read_text() + text)
+    def add_policy(self, keys: dict) -> None:
+        """Add storm.yaml keys to the policy file (YAML, or JSON if it is a .json file)."""
+        if self.policy.suffix == ".json":
+            data = json.loads(self.policy.read_text())
+            data.update(keys)
+            self.policy.write_text(json.dumps(data))
+        else:
+            self.policy.write_text(self.policy.read_text()
+                                   + "".join(f"{key}: {value}\n" for key, value in keys.items()))
 
     def localise(self, layer: Path, name: str = None) -> Path:
         """Copy a layer into the store as HdfsOciResourcesLocalizer does: the supervisor's,
