@@ -49,21 +49,18 @@ class Profiling:
     """Storm's OCI layout plus storm.home (read-only in every worker) with the profiler."""
 
     def __init__(self, oci, layer):
-        self.oci, self.launcher, self.layer = oci, oci.launcher, layer
-        self.home = oci.storm.base / "home"
+        self.oci, self.launcher = oci, oci.launcher
+        self.layer = oci.localise(layer)  # into Storm's layer store
+        self.home = oci.storm_home  # storm.home of the policy, bound read-only by Storm
         self.profiler = install_profiler(self.home)
-        policy = self.launcher.conf.parent / "policy.yaml"
-        policy.write_text(policy.read_text() + f"storm.home: {self.home}\n")
-        self.launcher.write_config({"worker.launcher.policy": str(policy),
+        self.launcher.write_config({"worker.launcher.policy": str(oci.policy),
                                     "worker.profiler.script.path": str(self.profiler)})
 
-    def worker(self, script: str = WORKER, port: int = 6700, seccomp=None, launch=True):
-        worker = self.oci.new_worker(script, port=port)
+    def worker(self, script: str = WORKER, port: int = 6700, seccomp=None, launch=True,
+               user: str = USER):
+        worker = self.oci.new_worker(script, port=port, user=user)
         worker.request["layers"].append(
             {"mediaType": "application/vnd.squashfs", "path": str(self.layer)})
-        worker.request["ociRuntimeConfig"]["mounts"].append(
-            {"destination": str(self.home), "type": "bind", "source": str(self.home),
-             "options": ["ro", "rbind", "rprivate"]})
         if seccomp is not None:
             worker.request["ociRuntimeConfig"]["linux"]["seccomp"] = seccomp
         if launch:
@@ -234,12 +231,8 @@ def test_pids_that_are_not_a_containers_init_are_refused(prof):
 
 
 def test_another_users_container_is_refused(prof):
-    bob = prof.worker(launch=False, port=6701)
-    bob.request["username"] = "wlbob"
-    for path in (bob.artifacts.parent, bob.artifacts):
-        os.chown(path, uid_of("wlbob"), gid_of_group())
-    path = prof.oci.write_request(bob.request)
-    launched = prof.launcher.run("wlbob", "run-oci-container", bob.workdir, path, bob.artifacts)
+    bob = prof.worker(launch=False, port=6701, user="wlbob")
+    launched = bob.launch()
     assert launched.returncode == 0, launched.stderr
     bob.wait_for("up.out")
     bob.pid = int((bob.artifacts / f"container-{bob.container_id[5:]}.pid").read_text())

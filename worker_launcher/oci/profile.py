@@ -61,14 +61,17 @@ def find_container(launch, pid: int) -> profiler.Target:
 
 
 def _run_root(launch) -> str:
-    from ..paths.trust import chain_problem
+    """The run root's canonical path, found on descriptors from / with every directory on
+    the way root's alone (paths.trust.root_chain); nothing is created or changed."""
+    from ..paths.trust import root_chain
 
-    run_root = launch.config.run_root
-    problem = chain_problem(run_root)
+    fd, path, problem = root_chain(launch.config.run_root)
+    if fd is not None:
+        os.close(fd)
     if problem:
         raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
-                            f"run root {run_root} is not safe: {problem}")
-    return os.path.realpath(run_root)
+                            f"run root {launch.config.run_root} is not safe: {problem}")
+    return path
 
 
 def container_of(run_root: str, pid: int):
