@@ -6,7 +6,8 @@ Two sources of truth:
   classes, Jackson 2.17.2 and 2.22.3), with their stated assumptions;
 - scenario S below, run through Storm's unchanged OciContainerExecutorConfig and
   Docker*Command classes, ServerUtils.writeScript's logic, java.util.HashMap, SnakeYAML
-  2.5 and Double.toString on JDK 17 by tests/storm/java/Harness.java.
+  2.5 and Double.toString on JDK 17, recorded once by running Storm's unchanged classes on this
+shape outside the repository (no Storm code, nor a script that builds it, is kept here).
 """
 
 import hashlib
@@ -262,7 +263,7 @@ def test_java_string_hash():
     assert req.java_string_hash("Aa") == req.java_string_hash("BB") == 2112
 
 
-HASHMAP_CASES = [  # keys put in this order -> HashMap.keySet() order (Harness.java)
+HASHMAP_CASES = [  # keys put in this order -> HashMap.keySet() order (JDK 17)
     (["WL_NOTE", "JAVA_OPTS", "LD_LIBRARY_PATH"], "WL_NOTE,LD_LIBRARY_PATH,JAVA_OPTS"),
     (list("ABCDEFGHIJKLM"), "A,B,C,D,E,F,G,H,I,J,K,L,M"),
     (["HOME", "PATH", "LANG", "TZ", "USER", "SHELL", "TERM", "PWD", "LOGNAME", "MAIL", "EDITOR",
@@ -296,7 +297,7 @@ def test_java_double():
     assert printed == ["1.0", "1.5", "2.6", "0.5", "0.01", "0.001", "1.0E-4", "1.0E7",
                        "1.23456789E7", "9999999.0", "0.3", "1.1", "33.33", "0.07"]
     cpus = "".join(req.java_double(cpu / 100.0) + " " for cpu in range(1, 2001, 7))
-    # sha256 of Harness.java's doubles.txt: the list above, then cpu / 100.0 for every 7th cpu
+    # sha256 of Storm's doubles on JDK 17: the list above, then cpu / 100.0 for every 7th cpu
     assert sha("\n".join(printed) + "\n" + cpus) == \
         "f011acc8e1a9e961fe5d9a0c5162ae659511351eb4c3ec5e266046c14066f8b6"
 
@@ -306,7 +307,7 @@ def test_jackson_string():
             == '"a\\"b\\\\c/d\\té\\u0001\\u001F\\n"')
 
 
-# --- scenario S: Storm's own classes on the replay's shape (tests/storm/java/Harness.java) ----
+# --- scenario S: what Storm's own classes wrote for the replay's shape (JDK 17) -----------------
 S_WID = "0f6a4c1e-9b2d-4e8f-a1c3-5d7e9f0b2c4a"
 S_SECCOMP = ('{\n\t"defaultAction": "SCMP_ACT_ERRNO",\n  "syscalls": [ {"names": ["read"], '
              '"action": "SCMP_ACT_ALLOW"} ]\n}\n')
