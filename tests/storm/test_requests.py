@@ -2,7 +2,7 @@
 replay's requests cannot drift from Storm's bytes. Pure: no privileges, no processes.
 
 Two sources of truth:
-- the byte-exact examples E1-E7 of /work/notes/storm-facts.md (verified there with Storm's
+- the byte-exact examples E1-E7 of docs/storm-facts.md (verified there with Storm's
   classes, Jackson 2.17.2 and 2.22.3), with their stated assumptions;
 - scenario S below, run through Storm's unchanged OciContainerExecutorConfig and
   Docker*Command classes, ServerUtils.writeScript's logic, java.util.HashMap, SnakeYAML

@@ -1,7 +1,7 @@
 """Storm's supervisor requests, byte for byte. Pure: no file system, no processes.
 
 Every generator names the Storm class and method it follows (apache/storm at 73da988d, see
-/work/notes/storm-facts.md for the citations). Facts carry over, code does not: this is a
+docs/storm-facts.md for the citations). Facts carry over, code does not: this is a
 re-statement in Python of what the Java writes, pinned by tests/storm/test_requests.py to
 the byte-exact examples E1-E7 and to outputs of Storm's own classes.
 
