@@ -290,3 +290,14 @@ def test_deep_tree_beyond_path_max_and_recursion_limits(launcher, storm):
     result = launcher.run(USER, "rmr", top)
     assert result.returncode == 0, result.stderr
     assert not os.path.lexists(top)
+
+
+def test_rmr_below_a_parent_the_user_cannot_search(launcher, storm):
+    """Storm's supervisor under a umask of 027 leaves workers/ 0750: the user cannot reach
+    its workdir by name, yet `rmr <workdir>` must remove it (found by the Storm replay)."""
+    top = storm.workdir()
+    make_tree(top, owner=USER)
+    os.chmod(top.parent, 0o750)
+    result = launcher.run(USER, "rmr", top)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.lexists(top)

@@ -63,8 +63,13 @@ def rmr(launch, path: str) -> int:
             return ExitCode.OK
         errors = []
         if stat.S_ISDIR(entry.st.st_mode):
-            with identity.acting_as(launch.user.identity):
-                _empty_as_user(entry, launch.user.identity.uid, errors)
+            top_fd = _open_top_for_removal(launch, entry, errors)
+            if top_fd is not None:
+                try:
+                    with identity.acting_as(launch.user.identity):
+                        _empty_as_user(top_fd, entry.path, launch.user.identity.uid, errors)
+                finally:
+                    os.close(top_fd)
         if not errors:
             _remove_top(launch, entry, errors)
         if errors:
@@ -175,22 +180,37 @@ def _ensure_tmp(launch, fd: int, path: str) -> None:
 
 
 # --- removal ---------------------------------------------------------------------------
-def _empty_as_user(entry: resolve.Entry, uid: int, errors: list) -> None:
-    """Remove everything below the located directory. Runs with the user's rights, so it
-    can remove nothing the user could not remove themselves."""
-    opened = _open_dir_for_removal(entry.parent_fd, entry.name, entry.path, uid, errors)
+def _open_top_for_removal(launch, entry: resolve.Entry, errors: list):
+    """The directory to empty, opened as the user (made readable and writable first if the
+    user owns it, as Storm does) or, when the user cannot reach it by name (a parent the
+    user may not search, e.g. Storm's workers/ under a umask of 027), as the supervisor
+    account that located it. Either way the removal below runs with the user's rights:
+    the kernel checks those on each directory an entry is removed from."""
+    uid = launch.user.identity.uid
+    with identity.acting_as(launch.user.identity):
+        opened = _open_dir_for_removal(entry.parent_fd, entry.name, entry.path, uid, [])
     if opened is None:
-        return
+        try:
+            with identity.acting_as(launch.caller):
+                fd = resolve.open_entry(entry, tree.DIR_READ_FLAGS)
+        except LauncherError as err:
+            errors.append(err.message)
+            return None
+        opened = fd, os.fstat(fd)
     fd, st = opened
-    try:
-        if not resolve.same_file(st, entry.st):
-            errors.append(f"{entry.path} changed while it was checked")
-            return
-        tree.remove_below(fd, entry.path, errors,
-                             lambda parent, name, where: _open_dir_for_removal(
-                                 parent, name, where, uid, errors))
-    finally:
+    if not resolve.same_file(st, entry.st):
         os.close(fd)
+        errors.append(f"{entry.path} changed while it was checked")
+        return None
+    return fd
+
+
+def _empty_as_user(fd: int, path: str, uid: int, errors: list) -> None:
+    """Remove everything below the open directory `fd`. Runs with the user's rights, so it
+    can remove nothing the user could not remove themselves."""
+    tree.remove_below(fd, path, errors,
+                      lambda parent, name, where: _open_dir_for_removal(
+                          parent, name, where, uid, errors))
 
 
 def _open_dir_for_removal(parent_fd: int, name: str, where: str, uid: int, errors: list):
