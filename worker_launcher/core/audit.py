@@ -3,7 +3,8 @@
 One line per call once the config was read and the command line is known: who called, for
 which user, which command with which arguments, the outcome and the exit code. A verb that
 execs (worker, profiler) is logged right before the exec, since it never returns. syslog is
-imported only here, only when a line is written: --help and --check-config never pay for it.
+imported only here, only by a call that writes a line: --help and --check-config never pay
+for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ IDENT = "worker-launcher"
 
 
 def begin(caller_uid: int, user: str, command: str, args) -> None:
+    # Loaded now, as root in the host's file system: the line of a verb that execs is
+    # written after the drop to the user (who may not read the interpreter's lib-dynload)
+    # or, for a profiler, inside the container's mount namespace, where it is not at all.
+    import pwd  # noqa: F401
+    import syslog  # noqa: F401
+
     _state["context"] = (caller_uid, user, command, tuple(args))
 
 

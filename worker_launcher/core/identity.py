@@ -103,6 +103,10 @@ def _back_to_root() -> None:
 
 def become(who: Identity) -> None:
     """Drop root for good: real, effective and saved ids and the groups become `who`'s."""
+    # Loaded while root, for restore_caller_process_state: `who` may be unable to read the
+    # interpreter's lib-dynload, where builds such as RHEL's keep it.
+    import resource  # noqa: F401
+
     try:
         os.setgroups(list(who.groups))
         os.setresgid(who.gid, who.gid, who.gid)
@@ -140,8 +144,8 @@ def restore_caller_process_state() -> None:
     limits its caller had (the stub changed only soft limits, within the unchanged hard
     ones, so no privilege is needed) and the default dispositions of SIGPIPE and SIGXFSZ,
     which CPython ignores."""
+    import _signal  # built in everywhere; `signal` is a .py file the user may not reach
     import resource
-    import signal
 
     for number, soft in _state["limits"]:
         try:
@@ -151,4 +155,4 @@ def restore_caller_process_state() -> None:
             raise LauncherError(ExitCode.INITIALIZE_USER_FAILED,
                                 f"cannot restore the caller's resource limit {number}: {reason}") from None
     for name in ("SIGPIPE", "SIGXFSZ"):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
+        _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
