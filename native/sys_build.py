@@ -7,7 +7,9 @@
 Run by the Makefile: python3 sys_build.py <output directory>.
 """
 
+import os
 import sys
+import sysconfig
 
 import cffi
 
@@ -150,7 +152,29 @@ HARDENING = {"extra_compile_args": ["-O2", "-fstack-protector-strong", "-D_FORTI
              "extra_link_args": ["-Wl,-z,relro,-z,now"]}
 
 
+def link_command_without_rpath(command: str) -> str:
+    """The interpreter's shared-object link command without -rpath/-R options. Interpreters
+    built into their own prefix (pyenv, /opt builds) link their lib directory into every
+    extension; no native file of the launcher may carry an RPATH or RUNPATH, a library
+    search path in code that root runs."""
+    words, kept, skip_next = command.split(), [], False
+    for word in words:
+        if skip_next:
+            skip_next = False
+        elif word in ("-Wl,-rpath", "-Wl,--rpath", "-Wl,-R", "-rpath", "-R"):
+            skip_next = True  # the directory follows as the next word
+        elif word.startswith(("-Wl,-rpath,", "-Wl,--rpath,", "-Wl,-rpath=", "-Wl,--rpath=",
+                              "-Wl,-R,", "-Wl,-R/", "-R/")):
+            pass
+        else:
+            kept.append(word)
+    return " ".join(kept)
+
+
 def main(out_dir: str) -> None:
+    # distutils (and setuptools' copy) take LDSHARED from the environment when it is set.
+    os.environ["LDSHARED"] = link_command_without_rpath(
+        os.environ.get("LDSHARED") or sysconfig.get_config_var("LDSHARED") or "cc -shared")
     for name, cdef, source in (("worker_launcher.privileged._sys", CDEF, SOURCE),
                                ("worker_launcher.paths._resolve", RESOLVE_CDEF, RESOLVE_SOURCE)):
         builder = cffi.FFI()

@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from support.hostile import assert_refused, run_as_supervisor, supervisor_file
-from support.env import USER, uid_of
+from support.env import LAUNCHER_PYTHON, SUPERVISOR, USER, launcher_python_runs_as, uid_of
 from support.storm import assert_rule, make_tree, snapshot
 
 INF = -1
@@ -258,6 +258,10 @@ def test_no_new_privs_runs_nothing_as_root(launcher, storm, victims):
     for args in ([USER, "code-dir", top], [USER, "rmr", top], [USER, "worker", top, script],
                  [USER, "signal", "1", "0"]):
         result = run_as_supervisor(launcher, args, nnp)
+        if not launcher_python_runs_as(SUPERVISOR):  # the stub cannot even start Python
+            assert_refused(result, {20})
+            assert f"cannot execute {LAUNCHER_PYTHON}: Permission denied" in result.stderr
+            continue
         assert_refused(result, {6})
         assert "not running with root privileges" in result.stderr
     assert snapshot(top) == before and victims.state() == victim_before

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.env import GROUP, PYTHON, SUPERVISOR, require
+from support.env import GROUP, LAUNCHER_PYTHON, PYTHON, SUPERVISOR, require
 
 
 def test_install_layout(launcher):
@@ -301,7 +301,7 @@ def test_loop_shim_attaches_mounts_and_releases(launcher, tmp_path):
     mountpoint.mkdir()
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path[0:0] = [{str(launcher.prefix / 'lib' / 'worker-launcher')!r}, "/usr/lib/python3/dist-packages"]
+        sys.path[0:0] = [{str(launcher.prefix / 'lib' / 'worker-launcher')!r}]
         from worker_launcher.privileged import kernel
         backing = os.open({str(image)!r}, os.O_RDONLY | os.O_CLOEXEC)
         loop_fd, device = kernel.attach_loop_ro(backing, {str(image)!r})
@@ -316,7 +316,8 @@ def test_loop_shim_attaches_mounts_and_releases(launcher, tmp_path):
             print(any({str(mountpoint)!r} in line and "squashfs" in line for line in mounts))
         kernel.umount2({str(mountpoint)!r})
     """)
-    result = subprocess.run([PYTHON, "-I", "-S", "-c", script], capture_output=True, text=True)
+    # The launcher's interpreter (the shim is built for it), its own site-packages for cffi.
+    result = subprocess.run([LAUNCHER_PYTHON, "-I", "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     device, flags, content, mounted = result.stdout.splitlines()
     assert int(flags) == 5  # read-only | autoclear

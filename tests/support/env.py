@@ -15,7 +15,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("WL_REQUIRE_PRIVILEGED") == "1"
+# The interpreter of test helpers run as the test accounts (attackers, racers).
 PYTHON = "/usr/bin/python3"
+# The interpreter the launcher under test is built for and runs on (make install PYTHON=).
+# tools/test runs the integration suite once per interpreter it supports (3.9 and newer).
+LAUNCHER_PYTHON = os.environ.get("WL_TEST_PYTHON") or PYTHON
 TEST_ROOT = Path("/opt/wl-tests")
 
 GROUP = "wltest"
@@ -31,6 +35,16 @@ ACCOUNTS = {
     "wllow": (901, False),
 }
 USER_GROUP = "wlusers"  # a supplementary group of wlalice, to check groups inside workers
+
+
+def launcher_python_runs_as(user: str) -> bool:
+    """Whether `user` can start LAUNCHER_PYTHON: not pyenv's in root's 0700 home. Where it
+    cannot, a launcher whose setuid bit is ignored stops at the stub's exec (exit 20)."""
+    try:
+        return subprocess.run([LAUNCHER_PYTHON, "-I", "-c", "pass"], user=user,
+                              capture_output=True).returncode == 0
+    except PermissionError:
+        return False
 
 
 def require(condition: bool, reason: str) -> None:
@@ -115,7 +129,7 @@ class Installed:
 def install_into(prefix: Path, conf: Path, build_dir: Path, group: str = GROUP) -> None:
     subprocess.run(
         ["make", "-s", "-C", str(REPO / "native"), "install", f"PREFIX={prefix}", f"CONF={conf}",
-         f"GROUP={group}", f"PYTHON={PYTHON}", f"BUILDDIR={build_dir}"],
+         f"GROUP={group}", f"PYTHON={LAUNCHER_PYTHON}", f"BUILDDIR={build_dir}"],
         check=True, capture_output=True, text=True)
 
 
