@@ -7,8 +7,9 @@ from .core import identity
 from .core.errors import ExitCode, LauncherError
 
 USAGE = """\
-Usage: worker-launcher --check-config     (alias: --checksetup)
-       worker-launcher --help
+Usage: worker-launcher --check-config [FILE [POLICY]] [--json]     (alias: --checksetup)
+       worker-launcher --list-state [--json]
+       worker-launcher --version | --help
        worker-launcher <user> <command> <args...>"""
 
 
@@ -32,10 +33,11 @@ def dispatch(argv: list) -> int:
     if argv and argv[0] in ("--help", "-h"):
         print(help_text())
         return ExitCode.OK
-    if argv and argv[0] in ("--check-config", "--checksetup"):
-        from .admin import checks
+    if argv and argv[0] in ("--check-config", "--checksetup", "--list-state", "--version",
+                            "--json"):
+        from .admin import options
 
-        return checks.run(argv[1:])
+        return options.run(argv)
     if len(argv) < 2:
         print(USAGE)
         return ExitCode.INVALID_ARGUMENT_NUMBER

@@ -40,23 +40,69 @@ def _code_checks() -> list:
     return [Result(OK, "code", "interpreter path and modules are root-owned, not group/world-writable")]
 
 
-def _config_checks() -> tuple:
+def _read_candidate(path: str, limit: int, what: str) -> tuple:
+    """(the path, its text): a candidate file read with the caller's rights, like any file
+    the caller names. Its owner and mode are not checked: it is not installed yet."""
+    from ..paths import files
+
+    try:
+        return path, files.read_as_caller(path, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"{what} {path} is not UTF-8 text") from None
+
+
+def _read_config(candidate):
+    from ..core import config
+    from ..launch import read_config
+
+    if candidate is None:
+        return read_config()
+    path, text = _read_candidate(candidate, config.MAX_CONFIG_BYTES, "config file")
+    return config.parse(text, path)
+
+
+def _load_policy(cfg, candidate):
+    """The installed policy named by the config, or a candidate policy file."""
+    from ..launch import load_policy
+
+    if candidate is None:
+        return load_policy(cfg)
+    from ..core import identity, policy
+    from ..paths import resolve
+
+    path, text = _read_candidate(candidate, policy.MAX_POLICY_BYTES, "policy file")
+    data = policy.parse_document(text, path)
+
+    def canonical(value):  # with the caller's rights: a candidate shows the caller nothing new
+        try:
+            with identity.acting_as(identity.caller()):
+                return resolve.canonical(value, pseudo_ok=True)
+        except LauncherError as err:
+            raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
+                                f"invalid policy file {path}: {err.message}") from None
+
+    return policy.from_mapping(data, path, cfg.run_root, resolve=canonical)
+
+
+def _config_checks(candidate=None, candidate_policy=None) -> tuple:
     """(results, the parsed config or None)."""
     import grp
 
     from .. import _build
-    from ..launch import load_policy, read_config
     from ..paths import trust
+    from . import keys
 
     results = []
     try:
-        cfg = read_config()
+        cfg = _read_config(candidate)
     except LauncherError as err:
         return [Result(FAIL, "config", err.message)], None
     resolved = cfg.path
-    results.append(Result(OK, "config", f"{resolved} is root-owned and parses"))
-    for key in cfg.unknown_keys:
-        results.append(Result(WARN, "config", f"unknown key {key} in {resolved} is ignored"))
+    results.append(Result(OK, "config", f"{resolved} parses (a candidate: not installed, its "
+                                        f"owner and mode not checked)" if candidate else
+                                        f"{resolved} is root-owned and parses"))
+    results += [Result(FAIL, "config", problem)
+                for problem in keys.config_key_problems(cfg.unknown_keys, resolved)]
     try:
         gid = grp.getgrnam(cfg.group).gr_gid
         results.append(Result(OK, "group", f"launcher group {cfg.group} is gid {gid}"))
@@ -66,40 +112,49 @@ def _config_checks() -> tuple:
                                             "setuid and setgid, no access for others"))
     except KeyError:
         results.append(Result(FAIL, "group", f"launcher group {cfg.group} does not exist"))
-    try:
-        loaded = load_policy(cfg)
-    except LauncherError as err:
-        results.append(Result(FAIL, "policy", err.message))
-    else:
-        if loaded.configured:
-            results.append(Result(OK, "policy", f"{loaded.source} is root-owned and valid"))
-            for key in loaded.ignored_keys:
-                results.append(Result(WARN, "policy", f"key {key} in {loaded.source} is not used"))
-        else:
-            results.append(Result(WARN, "policy", "no worker.launcher.policy is set: only the "
-                                                  "built-in protected paths are refused"))
+    results += _policy_checks(cfg, candidate_policy)
     return results, cfg
 
 
-def collect() -> list:
+def _policy_checks(cfg, candidate) -> list:
+    from . import keys
+
+    try:
+        loaded = _load_policy(cfg, candidate)
+    except LauncherError as err:
+        return [Result(FAIL, "policy", err.message)]
+    if not loaded.configured:
+        return [Result(WARN, "policy", "no worker.launcher.policy is set: only the built-in "
+                                       "protected paths are refused")]
+    results = [Result(OK, "policy", f"{loaded.source} is valid (a candidate: not installed)"
+                      if candidate else f"{loaded.source} is root-owned and valid")]
+    results += [Result(FAIL, "policy", problem)
+                for problem in keys.policy_key_problems(loaded.ignored_keys, loaded.source)]
+    results += [Result(FAIL, "policy", problem) for problem in keys.unusable_verbs(loaded)]
+    return results
+
+
+def collect(candidate=None, candidate_policy=None) -> list:
     from . import runtime_checks
 
-    config_results, cfg = _config_checks()
+    config_results, cfg = _config_checks(candidate, candidate_policy)
     results = [_privilege_check()] + _code_checks() + config_results
     if cfg is not None:
         results += [Result(*item) for item in runtime_checks.collect(cfg)]
     return results
 
 
-def run(args: list) -> int:
-    if args not in ([], ["--json"]):
-        raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
-                            f"--check-config takes only --json, got {' '.join(args)}")
-    results = collect()
+def run(files: list, as_json: bool = False) -> int:
+    """--check-config [FILE [POLICY]]: the installed config (or the candidate FILE) and the
+    policy it names (or the candidate POLICY). Exit 0, or Storm's 22 (the binary, the code)
+    or 24 (anything else) for the first failure, which is also named on stderr."""
+    import sys
+
+    results = collect(*files)
     failures = [result for result in results if result.status == FAIL]
     code = (EXIT_FOR_CHECK.get(failures[0].name, ExitCode.INVALID_CONFIG_FILE) if failures
             else ExitCode.OK)
-    if args == ["--json"]:
+    if as_json:
         import json
 
         print(json.dumps({"ok": not failures, "exit": code,
@@ -108,8 +163,15 @@ def run(args: list) -> int:
                           "summary": {"checks": len(results), "failed": len(failures),
                                       "warnings": sum(r.status == WARN for r in results)}},
                          indent=2))
-        return code
-    for result in results:
-        print(f"{result.status:4} {result.name:8} {result.detail}")
-    print(f"{'FAIL' if failures else 'ok':4} summary  {len(failures)} of {len(results)} checks failed")
+    else:
+        for result in results:
+            print(f"{result.status:4} {result.name:8} {result.detail}")
+        print(f"{'FAIL' if failures else 'ok':4} summary  {len(failures)} of {len(results)} "
+              f"checks failed")
+    if failures:
+        from ..core.errors import one_line
+
+        sys.stdout.flush()
+        sys.stderr.write(f"worker-launcher: {len(failures)} of {len(results)} checks failed; "
+                         f"first: {one_line(failures[0].detail)}\n")
     return code

@@ -1,0 +1,88 @@
+"""--check-config: which keys of worker-launcher.cfg and of the policy are mistakes, and which
+policies leave a verb unusable. Pure; only --check-config imports it (difflib is no cost to
+the verbs).
+
+worker-launcher.cfg holds only launcher keys, so every key the launcher does not read is a
+mistake. The policy may be a root-owned copy of storm.yaml, full of keys that are none of
+the launcher's business: those pass silently, except a storm.oci.* key Storm does not know
+either, a key of worker-launcher.cfg put in the policy, and a key so close to one the policy
+reads that it is almost surely a typo of it (storm.local.dirs). None of Storm's own keys is
+that close to one the policy reads (checked against every key Storm 2.x defines).
+"""
+
+import difflib
+
+from ..core import config, policy
+
+CLOSE = 0.8  # difflib ratio from which an unknown key is taken for a typo
+
+# storm.oci.* keys Storm reads that the launcher has no use for (DaemonConfig, storm-hdfs-oci).
+STORM_OCI_KEYS = frozenset((
+    "storm.oci.image",
+    "storm.oci.image.hdfs.toplevel.dir",
+    "storm.oci.image.tag.to.manifest.plugin",
+    "storm.oci.layer.mounts.to.keep",
+    "storm.oci.manifest.to.resources.plugin",
+    "storm.oci.resources.local.dir",
+    "storm.oci.resources.localizer",
+    "storm.oci.local.or.hdfs.image.tag.to.manifest.plugin.hdfs.hash.file",
+    "storm.oci.local.or.hdfs.image.tag.to.manifest.plugin.local.hash.file",
+    "storm.oci.local.or.hdfs.image.tag.to.manifest.plugin.cache.refresh.interval.secs",
+    "storm.oci.local.or.hdfs.image.tag.to.manifest.plugin.num.manifests.to.cache",
+))
+POLICY_KEYS = policy.PATH_KEYS + policy.LIST_KEYS
+CONFIG_KEYS = tuple(config.DEFAULTS)
+
+
+def _did_you_mean(key: str, known) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=CLOSE)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def config_key_problems(keys, path: str) -> list:
+    """One line per key of worker-launcher.cfg the launcher does not read."""
+    problems = []
+    for key in keys:
+        if key in POLICY_KEYS:
+            problems.append(f"{key} in {path} is a policy key: the launcher reads it only from "
+                            f"the policy file named by worker.launcher.policy")
+        else:
+            problems.append(f"unknown key {key} in {path} is ignored"
+                            f"{_did_you_mean(key, CONFIG_KEYS)}")
+    return problems
+
+
+def policy_key_problems(keys, path: str) -> list:
+    """One line per key of the policy that is a mistake (see the module's text)."""
+    problems = []
+    for key in keys:
+        if key in CONFIG_KEYS:
+            problems.append(f"{key} in {path} is a worker-launcher.cfg key: the policy "
+                            f"ignores it")
+        elif key.startswith("storm.oci.") and key not in STORM_OCI_KEYS:
+            problems.append(f"unknown key {key} in {path}: neither the launcher nor Storm "
+                            f"reads it{_did_you_mean(key, POLICY_KEYS + tuple(STORM_OCI_KEYS))}")
+        elif key.startswith("worker.launcher."):
+            problems.append(f"unknown key {key} in {path}"
+                            f"{_did_you_mean(key, CONFIG_KEYS + POLICY_KEYS)}")
+        elif not key.startswith("storm.oci."):
+            hint = _did_you_mean(key, POLICY_KEYS)
+            if hint:
+                problems.append(f"unknown key {key} in {path} is ignored{hint}")
+    return problems
+
+
+def unusable_verbs(loaded) -> list:
+    """What a configured policy leaves no verb can do, one line each."""
+    if not loaded.configured:
+        return []
+    problems = []
+    if not loaded.local_dir:
+        problems.append(f"{loaded.source} sets no storm.local.dir: code-dir, blob, rmr, worker, "
+                        f"launch-docker-container and run-oci-container refuse every path "
+                        f"(exit 5), as nothing is below a storm directory")
+    if not loaded.artifacts_dir:
+        problems.append(f"{loaded.source} sets none of storm.workers.artifacts.dir, storm.log.dir "
+                        f"and storm.home: artifacts-dir refuses every worker's artifacts "
+                        f"directory (exit 5), and no container may bind it")
+    return problems
