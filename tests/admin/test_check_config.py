@@ -2,7 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 from support.env import GROUP, LAUNCHER_PYTHON, SUPERVISOR, launcher_python_runs_as
 
@@ -258,3 +261,36 @@ def test_version_names_the_compiled_in_paths(launcher):
     ]
     facts = json.loads(launcher.run("--json", "--version").stdout)
     assert facts["interpreter"] == LAUNCHER_PYTHON and facts["config"] == str(launcher.conf)
+
+
+def test_candidate_names_paths_only_the_caller_may_look_at(launcher, tmp_path):
+    """What a candidate config names is looked at with the caller's rights: the supervisor
+    learns nothing of root's private files by naming them."""
+    private = Path(tempfile.mkdtemp(prefix="private-", dir=launcher.prefix))  # root's, 0700
+    (private / "profiler.sh").write_text("#!/bin/sh\n")
+    (private / "policy.yaml").write_text("storm.local.dir: /var/storm\n"
+                                         "storm.workers.artifacts.dir: /var/log/storm/wa\n")
+    os.chmod(private / "profiler.sh", 0o755)
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    candidate = drafts / "worker-launcher.cfg"
+    candidate.write_text("".join(f"{k}={v}\n" for k, v in launcher.base_config.items()) +
+                         f"worker.profiler.script.path={private}/profiler.sh\n"
+                         f"worker.launcher.policy={private}/policy.yaml\n")
+    os.chown(candidate, 1901, 0)
+    result = launcher.run("--check-config", candidate)
+    assert result.returncode == 24
+    found = lines(result)
+    assert "Permission denied" in found["policy"] and found["policy"].startswith("FAIL")
+    assert "Permission denied" in found["profiler"]
+    as_root = subprocess.run([str(launcher.binary), "--check-config", str(candidate)],
+                             capture_output=True, text=True)
+    assert as_root.returncode == 0, as_root.stdout
+    assert f"ok   policy   {private}/policy.yaml is root-owned and valid" in as_root.stdout
+    assert f"ok   profiler {private}/profiler.sh is root-owned" in as_root.stdout
+    os.chmod(private / "policy.yaml", 0o666)  # named by the candidate: must be safe to install
+    as_root = subprocess.run([str(launcher.binary), "--check-config", str(candidate)],
+                             capture_output=True, text=True)
+    assert as_root.returncode == 24
+    assert f"FAIL policy   policy file {private}/policy.yaml is not safe" in as_root.stdout
+    shutil.rmtree(private)

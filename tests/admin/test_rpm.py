@@ -291,7 +291,8 @@ def test_installed_package_runs_a_worker_and_signals_it(rpm_install):
                               env={"PATH": "/usr/bin:/bin"}, cwd="/", stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        while not (workdir / "id.out").exists() and time.monotonic() < deadline:
+        while not (workdir / "id.out").exists() or not (workdir / "id.out").stat().st_size:
+            assert time.monotonic() < deadline, "the worker wrote no id.out"
             assert worker.poll() is None, worker.stderr.read()
             time.sleep(0.05)
         assert (workdir / "id.out").read_text().strip() == str(pwd.getpwnam(USER).pw_uid)

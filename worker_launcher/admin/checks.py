@@ -62,7 +62,8 @@ def _read_config(candidate):
 
 
 def _load_policy(cfg, candidate):
-    """The installed policy named by the config, or a candidate policy file."""
+    """The installed policy named by the config, or a candidate policy file (read, and its
+    paths resolved, with the caller's rights)."""
     from ..launch import load_policy
 
     if candidate is None:
@@ -112,11 +113,17 @@ def _config_checks(candidate=None, candidate_policy=None) -> tuple:
                                             "setuid and setgid, no access for others"))
     except KeyError:
         results.append(Result(FAIL, "group", f"launcher group {cfg.group} does not exist"))
-    results += _policy_checks(cfg, candidate_policy)
+    if candidate is not None and candidate_policy is None and cfg.policy_path:
+        candidate_policy = named_policy = cfg.policy_path  # read as the caller, as the config
+    else:
+        named_policy = None
+    results += _policy_checks(cfg, candidate_policy, named_policy)
     return results, cfg
 
 
-def _policy_checks(cfg, candidate) -> list:
+def _policy_checks(cfg, candidate, named=None) -> list:
+    """`named`: the policy a candidate config names, which must also be safe to install."""
+    from ..paths import trust
     from . import keys
 
     try:
@@ -126,8 +133,13 @@ def _policy_checks(cfg, candidate) -> list:
     if not loaded.configured:
         return [Result(WARN, "policy", "no worker.launcher.policy is set: only the built-in "
                                        "protected paths are refused")]
-    results = [Result(OK, "policy", f"{loaded.source} is valid (a candidate: not installed)"
-                      if candidate else f"{loaded.source} is root-owned and valid")]
+    problem = named and trust.chain_problem(named)  # the caller could read it: no secret
+    if problem:
+        results = [Result(FAIL, "policy", f"policy file {named} is not safe: {problem}")]
+    else:
+        results = [Result(OK, "policy", f"{loaded.source} is valid (a candidate: not installed)"
+                          if candidate and not named else
+                          f"{loaded.source} is root-owned and valid")]
     results += [Result(FAIL, "policy", problem)
                 for problem in keys.policy_key_problems(loaded.ignored_keys, loaded.source)]
     results += [Result(FAIL, "policy", problem) for problem in keys.unusable_verbs(loaded)]
@@ -139,8 +151,15 @@ def collect(candidate=None, candidate_policy=None) -> list:
 
     config_results, cfg = _config_checks(candidate, candidate_policy)
     results = [_privilege_check()] + _code_checks() + config_results
-    if cfg is not None:
+    if cfg is not None and candidate is None:
         results += [Result(*item) for item in runtime_checks.collect(cfg)]
+    elif cfg is not None:  # the paths a candidate names are looked at with the caller's rights
+        import _socket  # noqa: F401  what the checks import, loaded as root (see entry.py)
+
+        from ..core import audit, identity  # noqa: F401
+
+        with identity.acting_as(identity.caller()):
+            results += [Result(*item) for item in runtime_checks.collect(cfg)]
     return results
 
 
