@@ -154,9 +154,12 @@ def collect(candidate=None, candidate_policy=None) -> list:
     if cfg is not None and candidate is None:
         results += [Result(*item) for item in runtime_checks.collect(cfg)]
     elif cfg is not None:  # the paths a candidate names are looked at with the caller's rights
-        import _socket  # noqa: F401  what the checks import, loaded as root (see entry.py)
+        import _socket  # noqa: F401  what the checks load, loaded as root (see entry.py)
+        import codecs
 
         from ..core import audit, identity  # noqa: F401
+
+        codecs.lookup("ascii")  # encodings.ascii, for /proc/filesystems
 
         with identity.acting_as(identity.caller()):
             results += [Result(*item) for item in runtime_checks.collect(cfg)]
