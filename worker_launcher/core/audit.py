@@ -14,9 +14,9 @@ IDENT = "worker-launcher"
 
 
 def begin(caller_uid: int, user: str, command: str, args) -> None:
-    # Loaded now, as root in the host's file system: the line of a verb that execs is
-    # written after the drop to the user (who may not read the interpreter's lib-dynload)
-    # or, for a profiler, inside the container's mount namespace, where it is not at all.
+    # Loaded now, as root: the line of a verb that execs is written after the drop to the
+    # user, who may not be able to read the interpreter's lib-dynload (where builds such as
+    # RHEL's keep syslog).
     import pwd  # noqa: F401
     import syslog  # noqa: F401
 
