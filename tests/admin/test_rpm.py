@@ -307,6 +307,22 @@ def test_installed_package_runs_a_worker_and_signals_it(rpm_install):
         rpm_install.write_config()
 
 
+def _reown(top: Path) -> None:
+    """What the test fixtures made as their supervisor account (wlsuper, group wltest)
+    becomes this package's supervisor's (wlhsuper, group hadoop), as Storm would have it."""
+    fixture = (pwd.getpwnam("wlsuper").pw_uid, grp.getgrnam("wltest").gr_gid)
+    ours = (pwd.getpwnam(SUPERVISOR).pw_uid, grp.getgrnam(GROUP).gr_gid)
+    for path in [top, *top.rglob("*")]:
+        st = path.lstat()
+        uid = ours[0] if st.st_uid == fixture[0] else st.st_uid
+        gid = ours[1] if st.st_gid == fixture[1] else st.st_gid
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            mode = st.st_mode & 0o7777
+            os.lchown(path, uid, gid)
+            if not path.is_symlink():
+                os.chmod(path, mode)  # chown clears setgid; Storm's directories keep it
+
+
 def test_installed_package_launches_and_reaps_an_oci_worker(rpm_install):
     require(shutil.which("mksquashfs") is not None and busybox_available()
             and os.path.exists(runc_binary()) and Path("/dev/loop-control").exists(),
@@ -319,20 +335,16 @@ def test_installed_package_launches_and_reaps_an_oci_worker(rpm_install):
     policy.write_text(f"storm.local.dir: {storm.local}\n"
                       f"storm.workers.artifacts.dir: {storm.artifacts}\n")
     rpm_install.write_config({"worker.launcher.policy": str(policy)})
-    oci = Oci(rpm_install, storm, build_image(image, layer_count=2))
-    supervisor = (pwd.getpwnam(SUPERVISOR).pw_uid, grp.getgrnam(GROUP).gr_gid)
+    oci = Oci(rpm_install, storm, build_image(image, layer_count=2), policy=policy)
     try:
         worker = oci.new_worker()
-        for path in (oci.requests, worker.workdir, worker.workdir / "storm-worker-script.sh"):
-            os.chown(path, *supervisor)  # Storm's files are the supervisor account's
-        for path in (worker.artifacts.parent, worker.artifacts):  # the user's, group hadoop
-            os.chown(path, pwd.getpwnam(USER).pw_uid, supervisor[1])
-        request = oci.write_request(worker.request)
-        os.chown(request, *supervisor)
-        result = rpm_install.run(USER, "run-oci-container", worker.workdir, request,
-                                 worker.artifacts)
+        config = worker.write()
+        _reown(storm.base)
+        assert rpm_install.run("--check-config").returncode == 0
+        result = rpm_install.run(USER, "run-oci-container", worker.workdir, config,
+                                 worker.workdir / "artifacts")
         assert result.returncode == 0, result.stderr
-        assert worker.wait_for("id.out").startswith(f"uid={pwd.getpwnam(USER).pw_uid} ")
+        assert worker.wait_for("id.out").startswith(f"uid={pwd.getpwnam(USER).pw_uid}")
         listed = json.loads(rpm_install.run("--list-state", "--json").stdout)
         assert [c["id"] for c in listed["containers"]] == [worker.container_id]
         result = rpm_install.run(USER, "reap-oci-container", worker.container_id, 0)

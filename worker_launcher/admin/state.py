@@ -67,15 +67,21 @@ def parse_mountinfo(text: str) -> list:
 
 def shown_path(mount: Mount, mounts: list, run_root: str) -> str:
     """The host path a bind mount shows: the mount point of the same file system (outside
-    the run root) whose root holds the bind's root, plus the rest of the bind's root."""
+    the run root) whose root holds the bind's root, plus the rest of the bind's root. The
+    widest view wins (the file system's own mount over binds of its parts, which may be
+    another launcher's binds), then the shortest mount point."""
     best = None
     for other in mounts:
         if other.device != mount.device or other is mount or _below(other.point, run_root):
             continue
-        if _below(mount.root, other.root) and (best is None or len(other.root) > len(best.root)):
+        if _below(mount.root, other.root) and (
+                best is None or (len(other.root), len(other.point)) < (len(best.root),
+                                                                       len(best.point))):
             best = other
     if best is None:
         return f"{mount.root} on device {mount.device}"
+    if mount.root == best.root:
+        return best.point
     rest = mount.root[len(best.root.rstrip("/")):]
     return (best.point.rstrip("/") + rest) or "/"
 
