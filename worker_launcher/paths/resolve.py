@@ -40,8 +40,14 @@ def _openat2():
         _state["openat2"] = False
         try:
             from ._resolve import ffi, lib
-        except ImportError:  # running from the source tree (unit tests): the walk only
-            return None
+        except ImportError:
+            from .. import _build
+
+            if _build.BINARY_PATH:  # installed: a missing shim is a broken install
+                raise LauncherError(ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
+                                    "the openat2 shim worker_launcher/paths/_resolve is "
+                                    "missing from the install") from None
+            return None  # the source tree (unit tests): the component walk only
         probe = lib.wl_openat2(-100, b"/", os.O_PATH | os.O_CLOEXEC, 0)
         if probe >= 0:
             os.close(probe)
