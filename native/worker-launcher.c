@@ -13,6 +13,11 @@
  *     AT_SECURE, so nothing of the caller's environment may reach it);
  *   - umask, signal dispositions and the signal mask are reset, core dumps are
  *     disabled, the cwd becomes "/";
+ *   - job control cannot stop the launcher: SIGTSTP, SIGTTIN and SIGTTOU are
+ *     ignored, and the core runs in a session of its own, with no controlling
+ *     terminal, so no key pressed on the caller's terminal reaches it (see
+ *     own_session: a process-group leader cannot start a session, so then the
+ *     stub forks once and waits for the child, relaying its exit status);
  *   - soft resource limits are set to what the launcher needs for its own work,
  *     within the caller's hard limits, which are never changed; hard limits too
  *     small for that work (e.g. RLIMIT_FSIZE 0, which would kill it with SIGXFSZ
@@ -34,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef WL_PYTHON
@@ -45,6 +51,7 @@
 
 #define EXIT_USAGE 1
 #define EXIT_SETUP 20
+#define EXIT_SETSID 25
 #define MAX_ARGS 4096
 
 static void die(const char *what)
@@ -88,8 +95,92 @@ static void reset_signals(void)
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        signal(sig, SIG_DFL); /* fails harmlessly for reserved numbers */
+        /* Job-control stops are ignored (the core gives the worker the defaults back
+         * right before its exec); everything else gets its default. */
+        int stop = sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+        signal(sig, stop ? SIG_IGN : SIG_DFL); /* fails harmlessly for reserved numbers */
     }
+}
+
+/* The signals a caller uses to cancel a call (Storm's Process.destroy() sends SIGTERM;
+ * a terminal sends SIGINT, SIGQUIT, SIGHUP). The core turns them into an undo. */
+static const int cancel_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+#define N_CANCEL (sizeof cancel_signals / sizeof cancel_signals[0])
+static volatile pid_t session_child;
+
+static void forward_signal(int sig)
+{
+    /* The parent still runs with euid 0, so it may signal the child whatever ids the
+     * child has taken; it only ever passes on the four signals above. */
+    int saved = errno;
+    if (session_child > 0)
+        kill(session_child, sig);
+    errno = saved;
+}
+
+/* Start a session with no controlling terminal for the core. setsid() fails (EPERM) only
+ * for a process-group leader: a shell with job control makes every command one, Storm's
+ * JVM never does. Then the stub forks once: the child starts the session and execs the
+ * core; this process stays in the caller's process group, ignores job-control stops like
+ * the rest, forwards cancel_signals to the child and exits as the child did (the same
+ * code, or the same signal), so the caller sees one process with the child's outcome.
+ * Returns in the process that goes on to exec the core. */
+static void own_session(void)
+{
+    if (setsid() >= 0)
+        return;
+    if (errno != EPERM) {
+        dprintf(2, "worker-launcher: setsid failed: %s\n", strerror(errno));
+        _exit(EXIT_SETSID);
+    }
+    sigset_t cancel, none;
+    sigemptyset(&cancel);
+    sigemptyset(&none);
+    for (size_t i = 0; i < N_CANCEL; i++)
+        sigaddset(&cancel, cancel_signals[i]);
+    if (sigprocmask(SIG_BLOCK, &cancel, NULL) != 0)
+        die("cannot block signals");
+    pid_t child = fork();
+    if (child < 0) {
+        dprintf(2, "worker-launcher: cannot fork to leave the caller's session: %s\n",
+                strerror(errno));
+        _exit(EXIT_SETSID);
+    }
+    if (child == 0) {
+        if (setsid() < 0) {
+            dprintf(2, "worker-launcher: setsid failed: %s\n", strerror(errno));
+            _exit(EXIT_SETSID);
+        }
+        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+            die("cannot reset the signal mask");
+        return;
+    }
+    session_child = child;
+    struct sigaction forward;
+    memset(&forward, 0, sizeof forward);
+    forward.sa_handler = forward_signal;
+    forward.sa_flags = SA_RESTART;
+    sigfillset(&forward.sa_mask);
+    for (size_t i = 0; i < N_CANCEL; i++)
+        if (sigaction(cancel_signals[i], &forward, NULL) != 0)
+            die("cannot forward signals");
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+        die("cannot reset the signal mask");
+    int status;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR)
+            die("cannot wait for the launcher");
+    }
+    if (WIFEXITED(status))
+        _exit(WEXITSTATUS(status));
+    int sig = WTERMSIG(status);
+    signal(sig, SIG_DFL);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, sig);
+    sigprocmask(SIG_UNBLOCK, &only, NULL);
+    raise(sig); /* core dumps are disabled (PR_SET_DUMPABLE 0, RLIMIT_CORE 0) */
+    _exit(128 + sig);
 }
 
 #define MIB ((rlim_t)1024 * 1024)
@@ -178,6 +269,7 @@ int main(int argc, char **argv)
     umask(022);
     if (chdir("/") != 0)
         die("cannot change directory to /");
+    own_session(); /* last: the child inherits all of the above */
 
     char *const clean_env[] = {
         "PATH=/usr/sbin:/usr/bin:/sbin:/bin",

@@ -37,11 +37,12 @@ def exec_script(launch, workdir: str, script: str) -> int:
     by raising LauncherError."""
     text = files.read_as_caller(script, MAX_SCRIPT_BYTES)
     workdir_fd = _open_workdir(launch, workdir)
-    try:
-        os.setsid()
-    except OSError as err:
-        raise LauncherError(ExitCode.SETSID_OPER_FAILED,
-                            f"setsid failed: {os_error_text(err)}") from None
+    if os.getsid(0) != os.getpid():  # the stub already started a session (own_session)
+        try:
+            os.setsid()
+        except OSError as err:
+            raise LauncherError(ExitCode.SETSID_OPER_FAILED,
+                                f"setsid failed: {os_error_text(err)}") from None
     # For good: real, effective and saved ids and the user's groups; verified by become().
     identity.become(launch.user.identity)
     target = f"{workdir.rstrip('/')}/{CONTAINER_SCRIPT}"

@@ -143,7 +143,7 @@ def restore_caller_process_state() -> None:
     """Right before exec'ing the user's program (after `become`): give it the soft resource
     limits its caller had (the stub changed only soft limits, within the unchanged hard
     ones, so no privilege is needed) and the default dispositions of SIGPIPE and SIGXFSZ,
-    which CPython ignores."""
+    which CPython ignores, and of the job-control stops, which the stub ignores."""
     import _signal  # built in everywhere; `signal` is a .py file the user may not reach
     import resource
 
@@ -154,5 +154,5 @@ def restore_caller_process_state() -> None:
             reason = os_error_text(err) if isinstance(err, OSError) else err
             raise LauncherError(ExitCode.INITIALIZE_USER_FAILED,
                                 f"cannot restore the caller's resource limit {number}: {reason}") from None
-    for name in ("SIGPIPE", "SIGXFSZ"):
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGTSTP", "SIGTTIN", "SIGTTOU"):
         _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
