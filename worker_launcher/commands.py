@@ -90,14 +90,16 @@ def _signal(launch, pid, signal):
 class Command:
     """One row of the table. (A plain class: typing.NamedTuple costs ~10 ms per call.)"""
 
-    __slots__ = ("name", "args", "handler", "summary", "ours")
+    __slots__ = ("name", "args", "handler", "summary", "ours", "verb")
 
-    def __init__(self, name: str, args: tuple, handler, summary: str, ours: bool = False):
+    def __init__(self, name: str, args: tuple, handler, summary: str, ours: bool = False,
+                 verb: str = None):
         self.name = name
         self.args = args  # argument names, for usage lines
         self.handler = handler
         self.summary = summary
         self.ours = ours  # one of our five verb names (listed first in --help)
+        self.verb = verb or name  # our name for a Storm command (the audit log names both)
 
 
 COMMANDS = (
@@ -108,21 +110,23 @@ COMMANDS = (
     Command("reap-layers", ("container-id", "keep-count"), _reap_oci_container,
             "delete the container, unmount its root and unused layers", ours=True),
     Command("run-oci-container", ("workdir", "oci-config.json", "artifacts-dir"),
-            _run_oci_container, "Storm's name for runc-run"),
+            _run_oci_container, "Storm's name for runc-run", verb="runc-run"),
     Command("reap-oci-container", ("container-id", "keep-count"), _reap_oci_container,
-            "Storm's name for reap-layers"),
+            "Storm's name for reap-layers", verb="reap-layers"),
     Command("docker-run", ("workdir", "command-file"), _docker_run,
             "run a validated docker command file (sets up the workdir for run)", ours=True),
     Command("nsenter", ("pid-or-worker-id", "command-file"), _nsenter,
             "run the profiler script in the user's container as the user", ours=True),
     Command("launch-docker-container", ("workdir", "command-file"), _launch_docker_container,
-            "set up the workdir, then run the validated docker command file"),
+            "set up the workdir, then run the validated docker command file", verb="docker-run"),
     Command("run-docker-cmd", ("workdir", "command-file"), _run_docker_cmd,
-            "run the validated docker command file (run, wait, ps, inspect, stop, rm, pull)"),
+            "run the validated docker command file (run, wait, ps, inspect, stop, rm, pull)",
+            verb="docker-run"),
     Command("profile-docker-container", ("worker-id", "command-file"),
-            _profile_docker_container, "run the profiler script in the user's docker container"),
+            _profile_docker_container, "run the profiler script in the user's docker container",
+            verb="nsenter"),
     Command("profile-oci-container", ("pid", "command-file"), _profile_oci_container,
-            "run the profiler script in the user's runc container"),
+            "run the profiler script in the user's runc container", verb="nsenter"),
     Command("code-dir", ("dir",), _code_dir, "give a topology's code to the user, read-only"),
     Command("artifacts-dir", ("dir",), _artifacts_dir,
             "give a worker's artifacts directory to the user, writable"),

@@ -38,22 +38,25 @@ def dispatch(argv: list) -> int:
         from .admin import options
 
         return options.run(argv)
+
+    from .core import audit
+
+    audit.begin(caller.uid, argv)  # from here on every outcome is logged
     if len(argv) < 2:
         print(USAGE)
-        return ExitCode.INVALID_ARGUMENT_NUMBER
+        raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER, "")  # the usage says it all
 
     from . import commands
-    from .core import audit, users
+    from .core import users
     from .launch import Launch, load_config
 
     cfg, group_gid = load_config()
-
-    audit.begin(caller.uid, argv[0], argv[1], argv[2:])
     user = users.lookup(argv[0], cfg.min_user_id, cfg.banned_users)
     command = commands.find(argv[1])
     if command is None:
         raise LauncherError(ExitCode.INVALID_COMMAND_PROVIDED,
                             f"invalid command {argv[1]!r}; see worker-launcher --help")
+    audit.command(command.verb)
     args = argv[2:]
     if len(args) != len(command.args):
         print(f"Usage: {commands.usage_line(command)}")
@@ -67,21 +70,24 @@ def dispatch(argv: list) -> int:
 
 
 def run(argv: list) -> None:
+    from .core.errors import FAILED, outcome_of
+
     message = None
     try:
         code = int(dispatch(argv))
+        outcome = "ok" if code == 0 else FAILED  # a child's status passed on (docker)
     except LauncherError as err:
-        code, message = int(err.code), err.message
+        code, message, outcome = int(err.code), err.message, outcome_of(err)
     except KeyboardInterrupt:
-        code, message = ExitCode.INVALID_ARGUMENT_NUMBER, "interrupted"
+        code, message, outcome = 128 + 2, "cancelled by SIGINT", FAILED
     except Exception as err:  # the last line of defence: one line, never a traceback
-        code = ExitCode.INITIALIZE_USER_FAILED
+        code, outcome = ExitCode.INITIALIZE_USER_FAILED, FAILED
         message = f"internal error: {type(err).__name__}: {err}"
     if message:
         _report(message)
     if "worker_launcher.core.audit" in sys.modules:
         try:
-            sys.modules["worker_launcher.core.audit"].finish(code, message)
+            sys.modules["worker_launcher.core.audit"].finish(code, outcome, message)
         except Exception:  # an unreachable syslog never changes the outcome
             pass
     try:

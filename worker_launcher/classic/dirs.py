@@ -14,7 +14,7 @@ import os
 import stat
 
 from ..core import identity
-from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..core.errors import ExitCode, LauncherError, by_policy, os_error_text
 from ..paths import resolve, tree
 from ..privileged import ownership
 
@@ -97,12 +97,12 @@ def locate_confined(launch, path: str, owned: bool = False) -> resolve.Entry:
     except LauncherError:
         refusal = launch.policy.directory_refusal(normal)  # say why it is not allowed
         if refusal:  # rather than what the caller could not reach there
-            raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal) from None
+            raise by_policy(LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal)) from None
         raise
     refusal = launch.policy.directory_refusal(entry.path) or (owned and _owner_refusal(launch, entry))
     if refusal:
         entry.close()
-        raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal)
+        raise by_policy(LauncherError(ExitCode.INVALID_NM_ROOT_DIRS, refusal))
     return entry
 
 

@@ -32,16 +32,44 @@ class ExitCode:
     OCI_REAP_FAILED = 45
 
 
-class LauncherError(Exception):
-    """A refusal or failure: one line for the operator and the exit code Storm expects."""
+# The outcome classes of the audit log: a request refused as invalid, refused by the policy
+# (well-formed, but not allowed), or accepted and then failed.
+REFUSED, REFUSED_BY_POLICY, FAILED = "refused", "refused(policy)", "failed"
+# Exit codes that mean the request was refused (input, user, command, config or binary);
+# every other code of a LauncherError means it failed.
+REFUSED_CODES = frozenset((
+    ExitCode.INVALID_ARGUMENT_NUMBER, ExitCode.INVALID_USER_NAME,
+    ExitCode.INVALID_COMMAND_PROVIDED, ExitCode.INVALID_NM_ROOT_DIRS,
+    ExitCode.INVALID_CONTAINER_PID, ExitCode.UNABLE_TO_BUILD_PATH,
+    ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS, ExitCode.INVALID_CONFIG_FILE,
+    ExitCode.CANNOT_OPEN_FILE, ExitCode.CANNOT_READ_FILE, ExitCode.DOCKER_COMMAND_REJECTED,
+    ExitCode.INVALID_DOCKER_IMAGE, ExitCode.INVALID_CONTAINER_NAME))
 
-    def __init__(self, code: int, message: str):
+
+class LauncherError(Exception):
+    """A refusal or failure: one line for the operator and the exit code Storm expects.
+    `outcome` is its class in the audit log; None: derived from the code (outcome_of)."""
+
+    def __init__(self, code: int, message: str, outcome: str = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.outcome = outcome
 
     def __str__(self) -> str:
         return self.message
+
+
+def by_policy(error: LauncherError) -> LauncherError:
+    """Mark `error` as a policy refusal (`raise by_policy(LauncherError(...))`)."""
+    error.outcome = REFUSED_BY_POLICY
+    return error
+
+
+def outcome_of(error: LauncherError) -> str:
+    if error.outcome:
+        return error.outcome
+    return REFUSED if error.code in REFUSED_CODES else FAILED
 
 
 def os_error_text(err: OSError) -> str:

@@ -19,7 +19,7 @@ import os
 import stat
 
 from ..core import identity
-from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..core.errors import ExitCode, LauncherError, by_policy, os_error_text
 from ..paths import files
 from . import command_line, staging
 
@@ -82,8 +82,9 @@ def check_host(launch, request, path: str) -> list:
     the opened bind sources: [(fd, real path)] in the order of request.binds."""
     reject = command_line.reject
     if request.image and not launch.policy.image_allowed(request.image):
-        raise reject(path, request.image, f"image not allowed by the policy {launch.policy.source}",
-                     ExitCode.INVALID_DOCKER_IMAGE)
+        raise by_policy(reject(path, request.image,
+                               f"image not allowed by the policy {launch.policy.source}",
+                               ExitCode.INVALID_DOCKER_IMAGE))
     from ..paths import trust
 
     if request.config_dir:
@@ -103,7 +104,8 @@ def check_host(launch, request, path: str) -> list:
             problem = real if fd is None else launch.policy.bind_refusal(real, writable)
             if problem:
                 spec = f"-v {source}:{destination}{'' if writable else ':ro'}"
-                raise reject(path, spec, problem)
+                error = reject(path, spec, problem)
+                raise error if fd is None else by_policy(error)
     except LauncherError:
         for fd, _ in sources:
             os.close(fd)
