@@ -16,9 +16,11 @@ class Launch:
         self._policy = None
 
     def before_exec(self) -> None:
-        """Called by a handler right before it execs and so never returns to dispatch."""
-        from .core import audit
+        """Called by a handler right before it execs and so never returns to dispatch: a
+        call cancelled by now does not exec; else it is logged."""
+        from .core import audit, interrupts
 
+        interrupts.checkpoint()
         audit.exec_now()
 
     @property

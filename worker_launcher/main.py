@@ -70,15 +70,17 @@ def dispatch(argv: list) -> int:
 
 
 def run(argv: list) -> None:
+    from .core import interrupts
     from .core.errors import FAILED, outcome_of
 
+    interrupts.install()  # before anything is done: a cancel signal becomes an undo
     message = None
     try:
         code = int(dispatch(argv))
         outcome = "ok" if code == 0 else FAILED  # a child's status passed on (docker)
     except LauncherError as err:
         code, message, outcome = int(err.code), err.message, outcome_of(err)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT before install()
         code, message, outcome = 128 + 2, "cancelled by SIGINT", FAILED
     except Exception as err:  # the last line of defence: one line, never a traceback
         code, outcome = ExitCode.INITIALIZE_USER_FAILED, FAILED

@@ -15,6 +15,7 @@ DEFAULTS = {
     "worker.launcher.oci.run-root": "/run/worker-launcher",
     "worker.launcher.oci.runc": "/usr/bin/runc",
     "worker.launcher.policy": None,
+    "worker.launcher.oci.lock-timeout": "30",
 }
 PATH_KEYS = (
     "worker.profiler.script.path",
@@ -25,6 +26,7 @@ PATH_KEYS = (
     "worker.launcher.policy",
 )
 MAX_CONFIG_BYTES = 64 * 1024
+MAX_LOCK_TIMEOUT = 3600
 
 
 class Config:
@@ -32,7 +34,7 @@ class Config:
 
     __slots__ = ("path", "group", "min_user_id", "banned_users", "profiler_script",
                  "docker_binary", "nsenter_binary", "run_root", "runc", "policy_path",
-                 "unknown_keys")
+                 "lock_timeout", "unknown_keys")
 
     def __init__(self, **values):
         for name in self.__slots__:
@@ -78,6 +80,10 @@ def parse(text: str, path: str) -> "Config":
     min_uid_text = values["min.user.id"]
     if not min_uid_text.isdigit() or len(min_uid_text) > 10:
         raise _fail(path, f"min.user.id must be a whole number, got {min_uid_text!r}")
+    lock_timeout = values["worker.launcher.oci.lock-timeout"]
+    if not lock_timeout.isdigit() or not 1 <= int(lock_timeout) <= MAX_LOCK_TIMEOUT:
+        raise _fail(path, f"worker.launcher.oci.lock-timeout must be a whole number of seconds "
+                          f"from 1 to {MAX_LOCK_TIMEOUT}, got {lock_timeout!r}")
     banned = frozenset(name.strip() for name in values["banned.users"].split(",") if name.strip())
     for key in PATH_KEYS:
         if values[key] is not None:
@@ -95,5 +101,6 @@ def parse(text: str, path: str) -> "Config":
         run_root=values["worker.launcher.oci.run-root"],
         runc=values["worker.launcher.oci.runc"],
         policy_path=values["worker.launcher.policy"],
+        lock_timeout=int(lock_timeout),
         unknown_keys=tuple(sorted(set(pairs) - set(DEFAULTS))),
     )

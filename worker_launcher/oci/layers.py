@@ -30,12 +30,14 @@ try:  # the built-in SHA-256: hashlib loads OpenSSL, ~4 ms of every launch
 except ImportError:
     from hashlib import sha256
 
+from ..core import interrupts
 from ..core.errors import ExitCode, LauncherError, os_error_text
 from ..privileged import mounts
 from . import mountinfo
 
 LAYERS = "layers"
 LOCK = "lock"
+LOCK_TIMEOUT = 30  # seconds; worker.launcher.oci.lock-timeout
 
 
 PRIVATE = 0o700
@@ -124,22 +126,62 @@ def _make_private(fd: int, path: str) -> None:
 
 
 class LayerLock:
-    """Exclusive fcntl lock on <run-root>/layers/lock while layers are mounted or unmounted."""
+    """Exclusive fcntl lock on <run-root>/layers/lock while layers are mounted or unmounted.
 
-    def __init__(self, run_root: str):
+    The wait is bounded: after `timeout` seconds (a stopped or stuck holder) it fails with
+    one line naming the lock and its holder's pid, exit `code` (44 for a launch, 45 for a
+    reap). F_SETLKW is ended by a one-shot timer (core.interrupts.waiting), so taking a free
+    lock costs one fcntl and no timer. A cancel signal ends the wait as well."""
+
+    def __init__(self, run_root: str, timeout: float = LOCK_TIMEOUT,
+                 code: int = ExitCode.OCI_RUN_FAILED):
         self.path = f"{run_root}/{LAYERS}/{LOCK}"
+        self.timeout = timeout
+        self.code = code
         self.fd = None
 
     def __enter__(self):
         make_dir(os.path.dirname(self.path), PRIVATE)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.path, flags, 0o600)
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        try:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                self._wait()
+        except BaseException:
+            os.close(self.fd)
+            raise
         return self
+
+    def _wait(self) -> None:
+        try:
+            with interrupts.waiting(self.timeout):
+                fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        except interrupts.TimedOut:
+            holder = lock_holder(self.fd)
+            held = f" (held by pid {holder})" if holder else ""
+            raise LauncherError(self.code, f"timed out after {self.timeout:g} s waiting for the "
+                                           f"layer lock {self.path}{held}") from None
 
     def __exit__(self, *exc_info):
         os.close(self.fd)  # closing releases the lock
         return False
+
+
+def lock_holder(fd: int):
+    """The pid of a process holding a lock that conflicts with an exclusive one on `fd`, or
+    None (F_GETLK)."""
+    import struct
+
+    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    try:
+        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, request))
+    except (OSError, struct.error):
+        return None
+    return pid if kind != fcntl.F_UNLCK and pid > 0 else None
 
 
 def mount_layers(run_root: str, layers: list, undo: list) -> list:

@@ -10,6 +10,7 @@ directory, cgroup or runc container behind.
 
 import os
 
+from ..core import interrupts
 from ..core.errors import ExitCode, LauncherError, os_error_text
 from ..privileged import mounts
 from . import binds, layers
@@ -30,6 +31,7 @@ class Undo(list):
     def __exit__(self, kind, error, traceback):
         if kind is None:
             return False
+        interrupts.undoing()  # a cancel signal from now on is only recorded
         while self:
             try:
                 self.pop()()
@@ -44,7 +46,7 @@ class Undo(list):
 def mount_rootfs(request: Request, run_root: str, undo: list) -> str:
     """Layers and the container's overlay; returns the rootfs path."""
     cdir = request.container_dir = f"{run_root}/{request.spec.container_id}"
-    with layers.LayerLock(run_root):
+    with layers.LayerLock(run_root, request.launch.config.lock_timeout):
         layer_dirs = layers.mount_layers(run_root, request.open_layers(), undo)
         if not layers.make_dir(cdir, 0o700):
             raise LauncherError(ExitCode.OCI_RUN_FAILED,
@@ -197,7 +199,7 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
     parent = (launch.policy.cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip("/")
     problems = cgroups.remove(f"{parent}/{container_id}")
     cdir = f"{run_root}/{container_id}"
-    with layers.LayerLock(run_root):
+    with layers.LayerLock(run_root, launch.config.lock_timeout, ExitCode.OCI_REAP_FAILED):
         try:
             mounts.unmount(f"{cdir}/rootfs")
             _remove_tree(cdir)

@@ -6,8 +6,10 @@ every signal at its default disposition and none blocked (CPython ignores SIGPIP
 SIGXFSZ, which a child must not inherit); stdin /dev/null unless told otherwise. No other
 descriptor reaches the child: the stub closed everything above 2 and Python opens files
 close-on-exec. The child is waited for through a pidfd, so its exit wakes us at once; after
-`timeout` seconds, or when the wait is interrupted (the caller cancelled the launch), it is
-killed and reaped: a child never outlives the call that started it. (glibc's own signals
+`timeout` seconds, or when the wait is interrupted (the caller cancelled the launch: a
+cancel signal raises core.interrupts.Cancelled out of the wait), it is killed and reaped: a
+child never outlives the call that started it. A call already cancelled starts no child.
+(glibc's own signals
 32 and 33 are the exception to "default": its posix_spawn sets them to SIG_IGN in every
 child and they cannot be named in setsigdef; glibc programs install their handlers when
 they use them.)
@@ -22,6 +24,8 @@ never block on a full pipe, and nothing is written to a file system.
 
 import os
 
+from ..core import interrupts
+
 SAFE_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
@@ -30,6 +34,7 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
     """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
     signal that killed it), or None when it was killed after `timeout` seconds. `fds` become
     the child's descriptors 3, 4, ...; `umask` (None: ours, 022 from the stub) its umask."""
+    interrupts.checkpoint()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
     extra, previous = [], None
     try:
@@ -89,7 +94,8 @@ def wait_exit(pid: int, timeout=None):
 
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        exited = bool(poller.poll(None if timeout is None else timeout * 1000))
+        with interrupts.waiting():
+            exited = bool(poller.poll(None if timeout is None else timeout * 1000))
     except BaseException:
         _kill_and_reap(pid)
         raise
@@ -118,7 +124,8 @@ def _poll_exit(pid: int, timeout):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 return os.waitstatus_to_exitcode(status)
-            time.sleep(delay)
+            with interrupts.waiting():
+                time.sleep(delay)
             delay = min(delay * 2, 0.02)
     except BaseException:
         _kill_and_reap(pid)
