@@ -161,6 +161,11 @@ class LayerLock:
             with interrupts.waiting(self.timeout):
                 fcntl.lockf(self.fd, fcntl.LOCK_EX)
         except interrupts.TimedOut:
+            try:  # the timer may have fired as the lock was granted (or we were stopped)
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                pass
             holder = lock_holder(self.fd)
             held = f" (held by pid {holder})" if holder else ""
             raise LauncherError(self.code, f"timed out after {self.timeout:g} s waiting for the "
