@@ -108,10 +108,15 @@ def wait_exit(pid: int, timeout=None):
 
 
 def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
+    """SIGKILL to the child's process group (run started it in a session of its own, so
+    that is the child and whatever it started and left there, e.g. a helper of runc's),
+    then the child itself; then reap it. Safe: the group id is the child's pid, which we
+    have not reaped yet, so no other process can hold it."""
+    for target in (-pid, pid):
+        try:
+            os.kill(target, 9)
+        except ProcessLookupError:
+            pass
     os.waitpid(pid, 0)
 
 
