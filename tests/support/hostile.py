@@ -64,16 +64,32 @@ def run_as_supervisor(launcher, args, prelude: str = "", timeout: float = 60, cw
     first as the supervisor account (close fds, set rlimits, block signals...), then execs
     the launcher with `args`. `cwd` is entered as root first, so it may be one the
     supervisor cannot read. Returns CompletedProcess (text)."""
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run(*_supervisor_argv(launcher, args, prelude), cwd=cwd, timeout=timeout,
+                          **_supervisor_kwargs(kwargs))
+
+
+def start_as_supervisor(launcher, args, prelude: str = "", cwd: str = "/", **kwargs):
+    """As run_as_supervisor, without waiting: the Popen (its pid is the launcher's)."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(*_supervisor_argv(launcher, args, prelude), cwd=cwd,
+                            **_supervisor_kwargs(kwargs))
+
+
+def _supervisor_argv(launcher, args, prelude: str) -> list:
     code = textwrap.dedent("""\
         import os, resource, signal, sys
         binary, args = sys.argv[1], sys.argv[2:]
         """) + textwrap.dedent(prelude) + "\nos.execv(binary, [binary, *args])\n"
+    return [[PYTHON, "-I", "-c", code, str(launcher.binary), *map(str, args)]]
+
+
+def _supervisor_kwargs(kwargs: dict) -> dict:
     entry = pwd.getpwnam(SUPERVISOR)
-    kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
-    return subprocess.run([PYTHON, "-I", "-c", code, str(launcher.binary), *map(str, args)],
-                          user=entry.pw_uid, group=entry.pw_gid, extra_groups=[GROUP],
-                          env={"PATH": "/usr/bin:/bin"}, cwd=cwd, timeout=timeout, **kwargs)
+    return dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[GROUP],
+                env={"PATH": "/usr/bin:/bin"}, **kwargs)
 
 
 def supervisor_file(path: Path, text: str, mode: int = 0o640) -> Path:

@@ -19,7 +19,12 @@ def test_defaults_follow_storm():
     assert cfg.runc == "/usr/bin/runc"
     assert cfg.profiler_script is None
     assert cfg.policy_path is None
+    assert cfg.lock_timeout == 30
     assert cfg.unknown_keys == ()
+
+
+def test_lock_timeout():
+    assert parse("storm.worker-launcher.group=s\nworker.launcher.oci.lock-timeout=3\n").lock_timeout == 3
 
 
 def test_values_may_contain_equals_and_comments_are_skipped():
@@ -45,6 +50,9 @@ def test_unknown_keys_are_reported_not_fatal():
     ("storm.worker-launcher.group=s\ndocker.binary=docker\n", "docker.binary must be an absolute"),
     ("storm.worker-launcher.group=s\nworker.launcher.oci.run-root=/run/../etc\n", "run-root"),
     ("storm.worker-launcher.group=s\nworker.launcher.policy=\n", "worker.launcher.policy is empty"),
+    ("storm.worker-launcher.group=s\nworker.launcher.oci.lock-timeout=0\n", "lock-timeout"),
+    ("storm.worker-launcher.group=s\nworker.launcher.oci.lock-timeout=1.5\n", "lock-timeout"),
+    ("storm.worker-launcher.group=s\nworker.launcher.oci.lock-timeout=3601\n", "lock-timeout"),
 ])
 def test_bad_config_exits_24_naming_the_problem(text, fragment):
     with pytest.raises(LauncherError) as caught:
