@@ -122,7 +122,8 @@ def format_line(caller: str, caller_uid: int, argv, verb, outcome: str, code: in
     fields.append(("ARGS", " ".join(argv[2:])))
     if message:
         fields.append(("ERROR", message))
-    return f"{escape(caller)} : " + " ; ".join(f"{key}={escape(value)}" for key, value in fields)
+    caller = escape(caller).replace(":", "\\x3a")  # (a passwd name never holds one)
+    return f"{caller} : " + " ; ".join(f"{key}={escape(value)}" for key, value in fields)
 
 
 def _connect():
