@@ -15,7 +15,7 @@ import os
 import stat
 
 from ..core import identity
-from ..core.errors import ExitCode, LauncherError, os_error_text
+from ..core.errors import ExitCode, LauncherError, by_policy, os_error_text
 from ..core.policy import is_within, normalize
 from ..paths import files, resolve
 from . import spec as oci_spec
@@ -177,7 +177,7 @@ class Request:
                             f"(storm.workers.artifacts.dir, storm.log.dir or storm.home)")
             refusal = policy.directory_refusal(entry.path)
             if refusal:
-                raise _deny(f"{what}: {refusal}")
+                raise by_policy(_deny(f"{what}: {refusal}"))
             return resolve.open_entry(entry, resolve.DIR_PATH_FLAGS)
         relative = entry.path[len(root) + 1:] if is_within(entry.path, root) else ""
         if len(relative.split("/")) != 2 or not relative:
@@ -244,9 +244,10 @@ class Request:
             raise LauncherError(ExitCode.INVALID_CONFIG_FILE,
                                 f"seccomp profile {resolved} is not valid JSON: {err}") from None
         if self.spec.seccomp is None:
-            raise refuse(where, f"is missing; the policy requires the profile {resolved}")
+            raise by_policy(refuse(where, f"is missing; the policy requires the profile "
+                                          f"{resolved}"))
         if self.spec.seccomp != wanted:
-            raise refuse(where, f"is not the profile {resolved} the policy requires")
+            raise by_policy(refuse(where, f"is not the profile {resolved} the policy requires"))
 
     def check_runc_state(self) -> None:
         """runc must not know the container yet: a failed launch deletes what it created,

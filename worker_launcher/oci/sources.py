@@ -6,7 +6,7 @@ import os
 import stat
 
 from ..core import identity
-from ..core.errors import LauncherError, os_error_text
+from ..core.errors import LauncherError, by_policy, os_error_text
 from ..paths import resolve
 from .spec_rules import refuse
 
@@ -106,7 +106,7 @@ def bind_source(launch, mount, index: int) -> int:
             raise refuse(where, f"{mount.source} is a symlink")
         refusal = policy.bind_refusal(entry.path, mount.writable)
         if refusal:
-            raise refuse(where, refusal)
+            raise by_policy(refuse(where, refusal))
         with identity.acting_as(launch.caller):
             return resolve.open_entry(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     finally:
