@@ -29,9 +29,10 @@ def logged(receiver, marker: str, **wanted) -> dict:
     return found
 
 
-def launch(receiver, oci, worker, command="run-oci-container", request=None):
-    path = oci.write_request(request or worker.request)
-    return receiver.run(oci.launcher, USER, command, worker.workdir, path, worker.artifacts)
+def launch(receiver, oci, worker, command="run-oci-container"):
+    """Storm's call: [L, user, run-oci-container, W, W/oci-config.json, W/artifacts]."""
+    return receiver.run(oci.launcher, USER, command, worker.workdir, worker.write(),
+                        worker.workdir / "artifacts")
 
 
 def test_launch_and_reap(oci, receiver):
@@ -39,33 +40,36 @@ def test_launch_and_reap(oci, receiver):
     result = launch(receiver, oci, worker)
     assert result.returncode == 0, result.stderr
     found = logged(receiver, worker.container_id, command="run-oci-container", verb="runc-run",
-                   outcome="ok", exit=0)
-    assert found["ARGS"].startswith(f"{worker.workdir} ")
+                   outcome="ok", exit=0, child="runc run:0", container=worker.container_id,
+                   layers=",".join(map(str, oci.layers)))
+    assert found["ARGS"] == f"{worker.workdir} {worker.config} {worker.workdir}/artifacts"
+    assert list(found)[-4:] == ["CHILD", "CONTAINER", "LAYERS", "ARGS"]
     result = receiver.run(oci.launcher, USER, "reap-layers", worker.container_id, 0)
     assert result.returncode == 0, result.stderr
     logged(receiver, worker.container_id, command="reap-layers", verb="reap-layers",
-           outcome="ok", exit=0, args=f"{worker.container_id} 0")
+           outcome="ok", exit=0, child="runc delete:0", container=worker.container_id,
+           args=f"{worker.container_id} 0")
 
 
 def test_invalid_request_is_refused(oci, receiver):
     worker = oci.new_worker()
-    path = oci.write_request(worker.request)
-    path.write_text("{not json")
-    result = receiver.run(oci.launcher, USER, "runc-run", worker.workdir, path, worker.artifacts)
+    path = worker.write(b"{not json")
+    result = receiver.run(oci.launcher, USER, "runc-run", worker.workdir, path,
+                          worker.workdir / "artifacts")
     assert result.returncode == 24
     found = logged(receiver, str(path), command="runc-run", verb="runc-run", outcome="refused",
                    exit=24)
     assert "is not valid JSON" in found["ERROR"]
 
 
-@pytest.mark.parametrize("mount, fragment", [
-    ({"source": "/etc/shadow", "options": ["ro", "rbind", "rprivate"]}, "not allowed"),
-    ({"source": "/etc", "options": ["rw", "rbind", "rprivate"]}, "may not be writable"),
+@pytest.mark.parametrize("source, mode, fragment", [
+    ("/etc/shadow", "ro", "not allowed"), ("/etc", "rw", "may not be writable"),
 ], ids=["outside-policy", "system-dir-writable"])
-def test_policy_refusal_is_told_apart(oci, receiver, mount, fragment):
+def test_policy_refusal_is_told_apart(oci, receiver, source, mode, fragment):
     worker = oci.new_worker()
     worker.request["ociRuntimeConfig"]["mounts"].append(
-        dict(mount, type="bind", destination="/mnt/x"))
+        {"destination": source, "type": "bind", "source": source,
+         "options": [mode, "rbind", "rprivate"]})
     result = launch(receiver, oci, worker)
     assert result.returncode == 24
     found = logged(receiver, worker.container_id, verb="runc-run", outcome="refused(policy)",
@@ -88,7 +92,8 @@ def test_failures_are_failed(oci, receiver):
     worker = oci.new_worker()
     result = launch(receiver, oci, worker)
     assert result.returncode == 44
-    found = logged(receiver, worker.container_id, verb="runc-run", outcome="failed", exit=44)
+    found = logged(receiver, worker.container_id, verb="runc-run", outcome="failed", exit=44,
+                   child="runc run:3,runc delete:0")
     assert "runc run" in found["ERROR"]
 
     lock = LayerLock(oci.run_root).hold()  # a holder that never lets go

@@ -34,9 +34,10 @@ def configure(oci, lock_timeout: int = 30, runc: str = None) -> None:
 
 
 def start_launch(oci, worker, prelude: str = ""):
-    path = oci.write_request(worker.request)
-    return start_as_supervisor(oci.launcher, [USER, "run-oci-container", worker.workdir, path,
-                                              worker.artifacts], prelude)
+    """Storm's call: [L, user, run-oci-container, W, W/oci-config.json, W/artifacts]."""
+    return start_as_supervisor(oci.launcher, [USER, "run-oci-container", worker.workdir,
+                                              worker.write(), worker.workdir / "artifacts"],
+                               prelude)
 
 
 def assert_clean(oci, *workers) -> None:
