@@ -26,7 +26,7 @@ from support.profiling import (EXTRA_APPLETS, STORM_ACTIONS, confinement, find_p
                                run_background, run_logged, storm_command, table, wait_for,
                                write_command)
 from support.rootfs import APPLETS, make_rootfs
-from support.syslog import SyslogReceiver, parse
+from support.syslog import SyslogReceiver, fields, parse
 
 WORKER = "#!/bin/bash\numask 0027\n{extra}echo up > {workdir}/up.out\nexec sleep 600\n"
 VERBS = ("profile-docker-container", "nsenter")
@@ -309,7 +309,10 @@ def test_the_audit_line_reaches_the_hosts_log(prof, tmp_path):
         receiver.close()
     assert len(logged) == 1, logged
     _, text = parse(logged[0])
-    assert (f"{SUPERVISOR}(1901) : USER={USER} ; COMMAND=profile-docker-container ; "
-            f"ARGS={wid} {command} ; OUTCOME=ok ; EXIT=0") in text
+    found = fields(logged[0])
+    assert {key: found.get(key) for key in ("CALLER", "UID", "USER", "COMMAND", "VERB",
+                                            "OUTCOME", "EXIT", "ARGS")} == {
+        "CALLER": SUPERVISOR, "UID": "1901", "USER": USER, "COMMAND": "profile-docker-container",
+        "VERB": "nsenter", "OUTCOME": "ok", "EXIT": "0", "ARGS": f"{wid} {command}"}
     assert "\x1b" not in text and "\x07" not in text
     assert len(refusal) == 1 and "EXIT=9" in refusal[0]

@@ -24,7 +24,7 @@ from support.profiling import (STORM_ACTIONS, confinement, find_process, hostile
                                run_logged, seccomp_denying, storm_command, table, wait_for,
                                write_command)
 from support.rootfs import make_rootfs
-from support.syslog import SyslogReceiver, parse
+from support.syslog import SyslogReceiver, fields, parse
 
 WORKER = "umask 0027\necho up > $WORKDIR/up.out\nexec sleep 600\n"
 VERBS = ("profile-oci-container", "nsenter")
@@ -399,7 +399,11 @@ def test_the_audit_line_reaches_the_hosts_log(prof, tmp_path):
         receiver.close()
     assert len(logged) == 1, logged
     _, text = parse(logged[0])
-    assert (f"{SUPERVISOR}(1901) : USER={USER} ; COMMAND=profile-oci-container ; "
-            f"ARGS={worker.pid} {command} ; OUTCOME=ok ; EXIT=0") in text
+    found = fields(logged[0])
+    assert {key: found.get(key) for key in ("CALLER", "UID", "USER", "COMMAND", "VERB",
+                                            "OUTCOME", "EXIT", "CHILD", "ARGS")} == {
+        "CALLER": SUPERVISOR, "UID": "1901", "USER": USER, "COMMAND": "profile-oci-container",
+        "VERB": "nsenter", "OUTCOME": "ok", "EXIT": "0", "CHILD": "runc exec:0",
+        "ARGS": f"{worker.pid} {command}"}
     assert "\x1b" not in text and "\x07" not in text
     assert len(refusal) == 1 and "EXIT=9" in refusal[0] and "pid 1" in refusal[0]
