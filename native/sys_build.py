@@ -1,7 +1,7 @@
 """cffi (API mode) builds of the launcher's two native modules:
 
-- worker_launcher.privileged._sys: the raw mount and loop-device calls, wrapped (with
-  OSError carrying the context) by worker_launcher/privileged/kernel.py;
+- worker_launcher.privileged._sys: the raw mount, loop-device and detached-mount calls,
+  wrapped (with OSError carrying the context) by worker_launcher/privileged/kernel.py;
 - worker_launcher.paths._resolve: openat2(2), wrapped by worker_launcher/paths/resolve.py.
 
 Run by the Makefile: python3 sys_build.py <output directory>.
@@ -36,6 +36,10 @@ int wl_loop_set_fd(int loop_fd, int backing_fd);
 int wl_loop_set_status(int loop_fd, uint32_t flags, const char *name);
 int wl_loop_clear(int loop_fd);
 int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint32_t *flags);
+
+int wl_detached_tmpfs(void);
+int wl_clone_tree(int fd);
+int wl_move_into(int tree_fd, int dir_fd, const char *name);
 """
 
 SOURCE = r"""
@@ -45,6 +49,8 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #ifndef LOOP_CONFIGURE
 #define LOOP_CONFIGURE 0x4C0A
@@ -104,6 +110,59 @@ static int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint3
     *inode = info.lo_inode;
     *flags = info.lo_flags;
     return 0;
+}
+
+/* The new mount API (Linux 5.2; one syscall number on every architecture). Older headers
+   (RHEL 8) lack it, so the ABI is spelled out here. */
+#define WL_SYS_open_tree 428
+#define WL_SYS_move_mount 429
+#define WL_SYS_fsopen 430
+#define WL_SYS_fsconfig 431
+#define WL_SYS_fsmount 432
+#define WL_OPEN_TREE_CLONE 1
+#define WL_OPEN_TREE_CLOEXEC 02000000
+#define WL_AT_EMPTY_PATH 0x1000
+#define WL_AT_RECURSIVE 0x8000
+#define WL_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define WL_FSOPEN_CLOEXEC 1
+#define WL_FSMOUNT_CLOEXEC 1
+#define WL_FSCONFIG_SET_STRING 1
+#define WL_FSCONFIG_CMD_CREATE 6
+#define WL_MOUNT_ATTR_NOSUID 0x2
+#define WL_MOUNT_ATTR_NODEV 0x4
+#define WL_MOUNT_ATTR_NOEXEC 0x8
+
+/* A new tmpfs (mode 0700, a few inodes) mounted nowhere: the returned descriptor is the only
+   way to reach it, and the kernel dissolves it when the last descriptor goes. */
+static int wl_detached_tmpfs(void)
+{
+    int fs = (int)syscall(WL_SYS_fsopen, "tmpfs", WL_FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    int tree = -1;
+    if (syscall(WL_SYS_fsconfig, fs, WL_FSCONFIG_SET_STRING, "mode", "0700", 0) == 0
+        && syscall(WL_SYS_fsconfig, fs, WL_FSCONFIG_SET_STRING, "nr_inodes", "1024", 0) == 0
+        && syscall(WL_SYS_fsconfig, fs, WL_FSCONFIG_SET_STRING, "size", "64k", 0) == 0
+        && syscall(WL_SYS_fsconfig, fs, WL_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        tree = (int)syscall(WL_SYS_fsmount, fs, WL_FSMOUNT_CLOEXEC,
+                            WL_MOUNT_ATTR_NOSUID | WL_MOUNT_ATTR_NODEV | WL_MOUNT_ATTR_NOEXEC);
+    int saved = errno;
+    close(fs);
+    errno = saved;
+    return tree;
+}
+
+/* A detached copy of the mount tree at the open file `fd` (a bind, recursive). */
+static int wl_clone_tree(int fd)
+{
+    return (int)syscall(WL_SYS_open_tree, fd, "",
+                        WL_OPEN_TREE_CLONE | WL_OPEN_TREE_CLOEXEC | WL_AT_EMPTY_PATH | WL_AT_RECURSIVE);
+}
+
+/* Attach the detached tree `tree_fd` on the entry `name` of the directory `dir_fd`. */
+static int wl_move_into(int tree_fd, int dir_fd, const char *name)
+{
+    return (int)syscall(WL_SYS_move_mount, tree_fd, "", dir_fd, name, WL_MOVE_MOUNT_F_EMPTY_PATH);
 }
 """
 

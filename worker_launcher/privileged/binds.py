@@ -5,6 +5,14 @@ launcher checked it; the supervisor or a user could swap a component for a symli
 between. So each source is opened once, the policy judges the object behind that fd, and
 that very object is bind-mounted onto a fresh entry of a root-only directory; docker or runc
 is given that path.
+
+For docker there is a second form that leaves nothing behind whatever kills the launcher: a
+detached tree (a tmpfs mounted nowhere, reachable only through the launcher's descriptor)
+holding detached clones of the pinned objects. dockerd and runc reach them through
+/proc/<launcher pid>/fd/<tree>/<n>; the kernel dissolves the tree when the launcher exits.
+Binding from a detached tree into another mount namespace (runc's) needs Linux 6.15 or
+later; `attach_detached` raises OSError on older kernels, and docker then stages in the run
+root (`bind_fd`).
 """
 
 import os
@@ -25,6 +33,40 @@ def bind_fd(fd: int, target: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         os.close(os.open(target, flags, 0o600))
     kernel.mount(f"/proc/self/fd/{fd}", target, None, kernel.MS_BIND | kernel.MS_REC)
+
+
+def detached_tree() -> int:
+    """A new staging tree: a tmpfs, root-only, nosuid/nodev/noexec, attached nowhere.
+
+    Safe: nothing is mounted in any namespace; the returned descriptor (close-on-exec, so no
+    child inherits it) is the only way in, and closing it, by exit or SIGKILL, dissolves
+    the tree and every clone attached to it."""
+    return kernel.detached_tmpfs()
+
+
+def attach_detached(tree_fd: int, name: str, fd: int, what: str) -> None:
+    """Attach a detached recursive clone of the object behind `fd` onto a new entry `name`
+    of the detached tree, then check a clone of that entry can be taken again (what runc's
+    bind from its own namespace does). Raises OSError (EINVAL before Linux 6.15).
+
+    Safe: the clone is of the very object `fd` names (open_tree on the descriptor, no
+    path); it is attached inside the detached tree only, never in a namespace; the entry
+    is created afresh (O_EXCL, mkdir) in the root-only tree."""
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.mkdir(name, 0o700, dir_fd=tree_fd)
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(name, flags, 0o600, dir_fd=tree_fd))
+    clone = kernel.clone_tree(fd, what)
+    try:
+        kernel.move_into(clone, tree_fd, name, what)
+    finally:
+        os.close(clone)
+    entry = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tree_fd)
+    try:
+        os.close(kernel.clone_tree(entry, what))
+    finally:
+        os.close(entry)
 
 
 def release(directory: str) -> list:

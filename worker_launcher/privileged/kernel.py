@@ -1,4 +1,4 @@
-"""Public wrapper over the cffi shim: mount, umount2 and loop devices.
+"""Public wrapper over the cffi shim: mount, umount2, loop devices and detached mounts.
 
 There is no setns: the launcher never enters another namespace (see SECURITY.md, "Profiling").
 
@@ -106,3 +106,26 @@ def loop_backing(loop_fd: int) -> tuple:
 def detach_loop(loop_fd: int) -> None:
     if lib.wl_loop_clear(loop_fd) != 0:
         raise _error("LOOP_CLR_FD")
+
+
+def detached_tmpfs() -> int:
+    """A new tmpfs, root-only, nosuid/nodev/noexec, mounted nowhere (fsopen + fsmount): the
+    returned descriptor is the one way to reach it; closing the last one dissolves it."""
+    fd = lib.wl_detached_tmpfs()
+    if fd < 0:
+        raise _error("fsopen/fsmount of a detached tmpfs")
+    return fd
+
+
+def clone_tree(fd: int, what: str) -> int:
+    """A detached recursive bind of the object behind `fd` (open_tree OPEN_TREE_CLONE)."""
+    tree = lib.wl_clone_tree(fd)
+    if tree < 0:
+        raise _error(f"open_tree (clone) of {what}")
+    return tree
+
+
+def move_into(tree_fd: int, dir_fd: int, name: str, what: str) -> None:
+    """Attach the detached tree `tree_fd` on the entry `name` of directory `dir_fd`."""
+    if lib.wl_move_into(tree_fd, dir_fd, os.fsencode(name)) != 0:
+        raise _error(f"move_mount of {what} onto {name}")
