@@ -2,8 +2,9 @@
 
 import os
 import stat
+import subprocess
 
-from support.docker import docker, lines
+from support.docker import docker, lines, staged_mounts
 from support.env import gid_of_group, uid_of
 
 USER = "wlalice"
@@ -21,17 +22,25 @@ def _launch(dstorm, verb="launch-docker-container", user=USER):
     return wid, workdir, result
 
 
+def _same_object(a, b) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def test_storm_command_line_runs_as_the_user(dstorm):
-    wid, workdir, result = _launch(dstorm)
+    wid, workdir = dstorm.worker(USER)
+    result = dstorm.storm_call(USER, wid, "docker-run")
+    assert result.returncode == 0, result.stderr
     cid = result.stdout.strip()
     probe = lines(dstorm.wait_for(workdir / "probe.out"))
     uid = uid_of(USER)
     assert probe["uid"] == str(uid)
     assert sorted(map(int, probe["gids"].split())) == sorted(set(os.getgrouplist(USER, uid)))
-    status = _status_fields(dstorm.pid_of(wid))
+    assert probe["mkdir"] == "denied"  # the policy's seccomp profile is applied
+    pid = dstorm.pid_of(wid)
+    status = _status_fields(pid)
     assert status["Uid"] == [str(uid)] * 4
     assert int(status["CapEff"][0], 16) == 0 and int(status["CapBnd"][0], 16) == 0
-    assert status["NoNewPrivs"] == ["1"]
+    assert status["NoNewPrivs"] == ["1"] and status["Seccomp"] == ["2"]
     # The cid file Storm reads: written by the user, readable by the supervisor's group.
     cidfile = workdir / "container.cid"
     st = cidfile.lstat()
@@ -41,54 +50,90 @@ def test_storm_command_line_runs_as_the_user(dstorm):
     # The workdir was set up as the classic verbs do, tmp without setgid.
     assert workdir.stat().st_uid == uid and (workdir / "tmp").stat().st_uid == uid
     assert not (workdir / "tmp").stat().st_mode & stat.S_ISGID
-    host_config = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CgroupParent}} " \
-                  "{{.HostConfig.Privileged}}"
+    host_config = ("{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CgroupParent}} "
+                   "{{.HostConfig.Privileged}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}")
     info = docker("inspect", "--format", host_config, wid).stdout.split()
-    assert info == ["true", "/wltest-storm", "false"]
-    # docker got the pinned, staged sources; the staging is gone from the host.
-    sources = docker("inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", wid).stdout
-    staging = f"{dstorm.launcher.run_root}/docker/"
-    assert sources.split() and all(s.startswith(staging) for s in sources.split())
-    assert staging not in open("/proc/self/mountinfo").read()
-    assert os.listdir(staging) == []
+    assert info == ["true", "/wltest-storm", "false", str(256 << 20), "1500000000"]
+    # docker got the pinned objects through the launcher's detached tree; nothing of it is
+    # mounted on the host or left in the run root.
+    mounts = docker("inspect", "--format",
+                    "{{range .Mounts}}{{.Source}} {{.Destination}} {{.RW}};{{end}}", wid).stdout
+    mounts = [m.split() for m in mounts.strip().strip(";").split(";")]
+    assert len(mounts) == 10 and all(s.startswith("/proc/") and "/fd/" in s for s, _, _ in mounts)
+    for _, destination, rw in mounts:
+        source = "/".join(["", *str(workdir).split("/")[1:], "tmp"]) if destination == "/tmp" \
+            else destination
+        if source.startswith("/sys"):
+            continue
+        assert _same_object(os.stat(f"/proc/{pid}/root{destination}"), os.stat(source)), destination
+    assert staged_mounts(dstorm.launcher.run_root) == []
+    assert os.listdir(dstorm.launcher.run_root / "docker") == []
 
 
-def test_docker_run_verb_and_the_other_subcommands(dstorm):
-    wid, workdir, _ = _launch(dstorm, verb="docker-run")
+def test_storm_lifecycle_wait_ps_stop_rm(dstorm):
+    """DockerManager's calls after the launch: the wait thread, then kill (ps, stop, rm),
+    then ps until dead; each through the launcher with Storm's own command files."""
+    wid, workdir = dstorm.worker(USER)
+    assert dstorm.storm_call(USER, wid, "docker-run").returncode == 0
     dstorm.wait_for(workdir / "probe.out")
-    run = dstorm.run
-    status = "--format='{{.State.Status}}'"
-    result = run("wlalice", "run-docker-cmd", workdir, ["inspect", status, wid])
-    assert result.returncode == 0 and result.stdout.strip() == "'running'", result.stderr
-    result = run("wlalice", "run-docker-cmd", workdir,
-                 ["ps", "--quiet=true", f"--filter=name={wid}"])
-    cid = (workdir / "container.cid").read_text()
-    assert result.returncode == 0 and result.stdout.strip() == cid[:12], result.stderr
-    result = run("wlalice", "run-docker-cmd", workdir, ["stop", "--time=1", wid])
-    assert result.returncode == 0, result.stderr
-    assert docker("inspect", "--format", "{{.State.Status}}", wid).stdout.strip() == "exited"
-    result = run("wlalice", "run-docker-cmd", workdir, ["wait", wid])
-    assert result.returncode == 0 and result.stdout.strip().isdigit(), result.stderr
-    result = run("wlalice", "run-docker-cmd", workdir, ["inspect", status, wid])
-    assert result.stdout.strip() == "'exited'"
-    result = run("wlalice", "run-docker-cmd", workdir, ["rm", wid])
-    assert result.returncode == 0, result.stderr
-    assert not dstorm.exists(wid)
-    result = run("wlalice", "run-docker-cmd", workdir, ["inspect", status, wid])
-    assert result.returncode != 0  # Storm reads "all processes dead"
+    workdir_cmd = workdir / "docker-wait.sh"
+    dstorm.write_file(workdir_cmd, f"wait {wid}")
+    waiter = subprocess.Popen(
+        [str(dstorm.launcher.binary), USER, "run-docker-cmd", str(workdir), str(workdir_cmd)],
+        user=uid_of("wlsuper"), group=gid_of_group(), extra_groups=[gid_of_group()],
+        env={"PATH": "/usr/bin:/bin"}, cwd=str(workdir), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        result = dstorm.storm_call(USER, wid, "docker-ps")
+        cid = (workdir / "container.cid").read_text()
+        assert result.returncode == 0 and result.stdout.strip() == cid[:12], result.stderr
+        assert cid.startswith(result.stdout.strip().split("\n")[-1])  # areAllProcessesDead
+        assert dstorm.storm_call(USER, wid, "docker-stop").returncode == 0
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0 and out.strip() == "137", err  # sleep got SIGKILL
+        assert dstorm.state(wid)[1] == "exited"
+        assert dstorm.storm_call(USER, wid, "docker-rm").returncode == 0
+        assert not dstorm.exists(wid)
+        result = dstorm.storm_call(USER, wid, "docker-ps")
+        assert result.returncode == 0 and result.stdout == ""  # Storm: all processes dead
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+
+
+def test_docker_run_verb(dstorm):
+    wid, workdir, result = _launch(dstorm, verb="docker-run")
+    assert (workdir / "container.cid").read_text() == result.stdout.strip()
+    assert dstorm.state(wid)[1] == "running"
 
 
 def test_rm_force_removes_a_running_container(dstorm):
     wid, workdir, _ = _launch(dstorm)
-    result = dstorm.run(USER, "run-docker-cmd", workdir, ["rm", "--force", wid])
+    result = dstorm.storm_call(USER, wid, "docker-force-rm")
     assert result.returncode == 0, result.stderr
     assert not dstorm.exists(wid)
 
 
-def test_pull_of_a_disallowed_image_is_refused(dstorm):
+def test_a_start_that_fails_leaves_no_container(dstorm):
+    """docker create succeeds, docker start fails (the image has no bash): the container that
+    never ran is removed, nothing is left in the run root; docker's status is ours."""
+    import io
+    import tarfile
+
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    docker("import", "-", "wl-tests/empty:1", input=empty.getvalue(), text=False)
+    dstorm.write_policy(images=["wl-tests/empty:1"])
     wid, workdir = dstorm.worker()
-    result = dstorm.run(USER, "run-docker-cmd", workdir, ["pull", "busybox:latest"])
-    assert result.returncode == 40 and "busybox:latest" in result.stderr
+    result = dstorm.storm_call(USER, wid, "docker-run",
+                               dstorm.storm_run_line(wid, image="wl-tests/empty:1"))
+    assert result.returncode not in (0, 39, 40), result.stderr
+    assert "bash" in result.stderr
+    assert not dstorm.exists(wid)
+    assert not (workdir / "container.cid").exists() or \
+        len((workdir / "container.cid").read_text()) == 64
+    assert os.listdir(dstorm.launcher.run_root / "docker") == []
 
 
 def test_planted_cidfile_symlink_is_not_followed(dstorm):
@@ -98,29 +143,28 @@ def test_planted_cidfile_symlink_is_not_followed(dstorm):
     victim.write_text("root's\n")
     os.chmod(victim, 0o644)
     (workdir / "container.cid").symlink_to(victim)
-    result = dstorm.run(USER, "launch-docker-container", workdir, dstorm.run_tokens(wid, workdir))
+    os.lchown(workdir / "container.cid", uid_of(USER), uid_of(USER))
+    result = dstorm.storm_call(USER, wid, "docker-run")
     assert result.returncode == 0, result.stderr
     assert victim.read_text() == "root's\n"
     assert not (workdir / "container.cid").is_symlink()
     assert (workdir / "container.cid").read_text() == result.stdout.strip()
 
 
-def test_staging_of_a_killed_launch_is_cleared_by_the_next(dstorm, tmp_path):
-    """A docker-run killed -9 between staging and docker leaves a staged bind mounted; the
-    next docker-run detaches and removes it (its pid is gone)."""
-    import subprocess
-
+def test_host_staging_left_by_a_killed_launch_is_cleared_by_the_next_call(dstorm, tmp_path):
+    """Before Linux 6.15 docker's sources are staged in the run root; a launch killed -9
+    there leaves <worker id>.staging with a bind mounted and no record: the next docker call
+    detaches and removes it."""
     staging = dstorm.launcher.run_root / "docker"
     staging.mkdir(mode=0o700, exist_ok=True)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    abandoned = staging / f"8198e1f0-f323-4b9d-8625-e4fd640cd058.{dead.pid}.0badf00d"
+    abandoned = staging / "8198e1f0-f323-4b9d-8625-e4fd640cd058.staging"
     abandoned.mkdir(mode=0o700)
     source = tmp_path / "source"
     source.mkdir()
     (abandoned / "0").mkdir()
     subprocess.run(["mount", "--bind", str(source), str(abandoned / "0")], check=True)
-    _launch(dstorm)
+    wid, workdir = dstorm.worker()
+    assert dstorm.storm_call(USER, wid, "docker-run").returncode == 0
     assert not abandoned.exists()
     assert str(abandoned) not in open("/proc/self/mountinfo").read()
     assert source.exists()  # the staged source itself is untouched

@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from support.fuzz import FUZZ
 from worker_launcher.core.tokens import split_line
 from worker_launcher.docker import command_line as cl
+from worker_launcher.docker import seccomp
 from worker_launcher.core.errors import ExitCode, LauncherError
 from worker_launcher.core.tokens import PROFILE_ARG_CHARS, split_arguments
 from worker_launcher.docker import profile
@@ -68,6 +69,7 @@ def test_validate_never_grants_more_than_the_user(tokens):
     except LauncherError as err:
         _one_line(err, {ExitCode.DOCKER_COMMAND_REJECTED, ExitCode.INVALID_DOCKER_IMAGE})
         return
+    assert request.name == WID  # only ever the worker of the call's directory
     if request.subcommand != "run":
         return
     options = request.tokens[:request.tokens.index(request.image)]
@@ -79,8 +81,9 @@ def test_validate_never_grants_more_than_the_user(tokens):
             assert int(options[index + 1]) in RULES.groups
     for source, destination, _ in request.binds:
         assert cl.normalize(source) == source and cl.normalize(destination) == destination
-    assert request.tokens[-2:] == ["bash", request.tokens[-1]]
-    assert request.tokens[-1].startswith(WORKDIR + "/")
+        assert destination == source or (source, destination) == (f"{WORKDIR}/tmp", "/tmp")
+    assert request.tokens[-2:] == ["bash", f"{WORKDIR}/storm-worker-script.sh"]
+    assert request.cidfile == f"{WORKDIR}/container.cid" and request.workdir == WORKDIR
 
 
 @FUZZ
@@ -126,3 +129,25 @@ def test_docker_inspect_facts_or_refusal(document):
         _one_line(err, {ExitCode.INVALID_CONTAINER_PID})
         return
     assert len(container_id) == 64 and pid > 1
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2 ** 64) | st.sampled_from(
+        sorted(seccomp.ACTIONS) + sorted(seccomp.OPS) + ["read", "SCMP_ARCH_X86_64", "x"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(sorted(seccomp.PROFILE_KEYS) + sorted(seccomp.SYSCALL_KEYS)
+                        + sorted(seccomp.ARG_KEYS) + ["DefaultAction", "Action", "x"]),
+        inner, max_size=4), max_leaves=12)
+
+
+@FUZZ
+@given(JSON_VALUES)
+def test_seccomp_check_never_raises_and_never_passes_an_allowing_default(document):
+    from worker_launcher.core.jsontext import dumps
+
+    problem = seccomp.profile_problem(dumps(document))
+    assert problem is None or (isinstance(problem, str) and "\n" not in problem)
+    if problem is None:
+        assert isinstance(document, dict)
+        assert document["defaultAction"] not in seccomp.REFUSED_DEFAULTS
+        assert all(key in seccomp.PROFILE_KEYS for key in document)

@@ -36,31 +36,67 @@ def test_the_seed_command_line_is_accepted():
     assert request.subcommand == "run" and request.name == WID
     assert request.image == "xxx.xxx.com:8080/storm/storm/rhel7:latest"
     assert request.cidfile == f"{WORKDIR}/container.cid"
-    assert request.seccomp == ["/usr/share/storm/conf/seccomp.json"]
+    assert request.seccomp == "/usr/share/storm/conf/seccomp.json"
+    assert request.workdir == WORKDIR
+    assert request.command == ["bash", f"{WORKDIR}/storm-worker-script.sh"]
     assert (f"{WORKDIR}/tmp", "/tmp", True) in request.binds
     assert ("/etc/storm", "/etc/storm", False) in request.binds
     assert request.tokens == SEED.split(" ")
 
 
-@pytest.mark.parametrize("extra", ["--rm", "--detach=true", "--detach=false", "--cpu-shares=2",
-                                   "--cpuset-cpus=0-1,3", "--cpuset-mems=0", "--net=none"])
+@pytest.mark.parametrize("extra", ["--cpuset-cpus=0,1,3", "--cpuset-mems=0"])
 def test_optional_run_options_storm_writes(extra):
-    text = SEED.replace("--net=host ", "") if extra.startswith("--net") else SEED
-    _validate(text.replace(" -d ", f" -d {extra} "))
+    _validate(SEED.replace(" --cgroup-parent", f" {extra} --cgroup-parent"))
+
+
+@pytest.mark.parametrize("dropped", [" --security-opt seccomp=/usr/share/storm/conf/seccomp.json",
+                                     " --cpus=2.6", " --memory=1024m"])
+def test_what_storm_writes_only_when_configured(dropped):
+    _validate(SEED.replace(dropped, ""))
+
+
+@pytest.mark.parametrize("extra", ["--rm", "--detach=true", "--detach=false", "--cpu-shares=2",
+                                   "--net=none", "--privileged", "--cap-add=NET_ADMIN",
+                                   "--device=/dev/fuse", "--config=/etc/docker"])
+def test_run_options_storm_never_writes(extra):
+    assert extra.split("=")[0] in _refused(SEED.replace(" -d ", f" -d {extra} "))
+
+
+@pytest.mark.parametrize("dropped", ["-d", "--net=host", "--read-only", "--cgroup-parent=/storm",
+                                     f"--workdir={WORKDIR}", f"--cidfile={WORKDIR}/container.cid",
+                                     "--cap-drop=ALL", "--security-opt no-new-privileges",
+                                     f"--name={WID}", "--user=2001:2001"])
+def test_what_storm_always_writes_is_required(dropped):
+    assert "is required" in _refused(SEED.replace(f" {dropped} ", " "))
 
 
 @pytest.mark.parametrize("text", [
-    f"wait {WID}", "ps", f"ps --quiet=true --filter=name={WID}",
-    f"inspect --format='{{{{.State.Status}}}}' {WID}", f"inspect --format='{{{{.Id}}}}' {WID}",
-    f"stop --time=10 {WID}", f"stop {WID}", f"rm {WID}", f"rm --force {WID}",
-    "pull xxx.xxx.com:8080/storm/storm/rhel7:latest", f"--config=/etc/docker-storm rm {WID}",
+    f"wait {WID}", f"ps --filter=name={WID} --quiet=true", f"stop {WID}", f"rm {WID}",
+    f"rm --force {WID}",
 ])
 def test_other_subcommands_storm_writes(text):
-    assert _validate(text).tokens == text.split(" ")
+    request = _validate(text)
+    assert request.tokens == text.split(" ") and request.name == WID
+
+
+OTHER = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.mark.parametrize("text", [
+    "ps", f"ps --quiet=true --filter=name={WID}", f"ps --filter=name={WID}",
+    f"inspect --format='{{{{.State.Status}}}}' {WID}", f"inspect --format={{{{.State.Pid}}}} {WID}",
+    f"stop --time=10 {WID}", "pull xxx.xxx.com:8080/storm/storm/rhel7:latest",
+    f"--config=/etc/docker-storm rm {WID}", f"wait {OTHER}", f"rm --force {OTHER}",
+    f"ps --filter=name={OTHER} --quiet=true", f"stop {OTHER}", f"exec {WID} sh",
+    f"start {WID}", f"kill {WID}",
+])
+def test_what_storm_never_writes_is_refused(text):
+    _refused(text)
 
 
 @pytest.mark.parametrize("old,new,named", [
     ("--user=2001:2001", "--user=0:0", "--user=0:0"),
+    ("--user=2001:2001", "--user=2001:2100", "2001:2100"),
     ("--group-add 2100", "--group-add 0", "--group-add 0"),
     ("--group-add 2100", "--group-add 02100", "02100"),
     (" -d ", " -d --privileged ", "--privileged"),
@@ -84,6 +120,18 @@ def test_other_subcommands_storm_writes(text):
     (f"bash {WORKDIR}/storm-worker-script.sh", "bash -c id", "-c"),
     (f"bash {WORKDIR}/storm-worker-script.sh", f"bash {WORKDIR}", WORKDIR),
     ("-d", "-d -d", "twice"),
+    ("/etc/storm:/etc/storm:ro", "/etc/storm:/host:ro", "same path"),
+    (f"-v {WORKDIR}/tmp:/tmp", f"-v {WORKDIR}/pids:/tmp", "same path"),
+    (f"--workdir={WORKDIR}", f"--workdir={WORKDIR}/tmp", "worker's directory"),
+    (f"--cidfile={WORKDIR}/container.cid", f"--cidfile={WORKDIR}/tmp/container.cid", "cid"),
+    (f"--name={WID}", f"--name={OTHER}", "not the worker"),
+    (f"bash {WORKDIR}/storm-worker-script.sh", f"bash {WORKDIR}/tmp/storm-worker-script.sh",
+     "tmp/storm-worker-script.sh"),
+    ("--memory=1024m", "--memory=1g", "--memory=1g"),
+    ("--cpus=2.6", "--cpus=2", "--cpus=2"),
+    ("--group-add 2100", "--group-add 2001", "twice"),
+    (" --security-opt no-new-privileges", " --security-opt no-new-privileges"
+     " --security-opt seccomp=/x.json", "one seccomp"),
 ])
 def test_run_rules(old, new, named):
     assert old in SEED

@@ -1,57 +1,80 @@
 """Storm's docker command file: one line, parsed and checked against what Storm writes.
 
-Pure: no privileges, no file system. `tokens.split_line` turns the file's bytes into
-tokens; `validate` checks them against the allowlist of the sub-command and, for `run`, the rules
-that keep the container to the target user's rights. Checks that need the file system
-(bind sources, the seccomp file, the --config directory, the image policy) are made by
-run.py on the `Request` this returns. Every refusal names the offending token.
+Pure: no privileges, no file system. `tokens.split_line` turns the file's bytes into tokens;
+`validate` checks them against what Storm's DockerManager can write (DockerRunCommand,
+DockerWaitCommand, DockerPsCommand, DockerStopCommand, DockerRmCommand; storm-facts.md 4)
+and, for `run`, the rules that keep the container to the target user's rights. Anything
+Storm cannot produce is refused, naming the offending token: other sub-commands (`inspect`,
+`pull`, `exec`), a leading `--config=`, options DockerManager never sets (`--rm`,
+`--detach=`, `--cpu-shares=`, `--time=`), and anything that names another worker than the
+one whose directory the call names. Checks that need the file system (bind sources, the
+seccomp file, the image policy) are made by run.py on the `Request` this returns.
 """
 
 from __future__ import annotations
 
 from ..core.errors import ExitCode, LauncherError
-from ..core.policy import is_within, normalize
+from ..core.policy import normalize
 from ..core.tokens import image_ok, worker_id_ok
 
-SUBCOMMANDS = ("run", "wait", "ps", "inspect", "stop", "rm", "pull")
+SUBCOMMANDS = ("run", "wait", "ps", "stop", "rm")
 TAKES_VALUE = ("-v", "--group-add", "--security-opt")  # Storm writes "<option> <value>"
-RUN_FLAGS = ("-d", "--read-only", "--rm")
+RUN_FLAGS = ("-d", "--read-only")
 ONCE = ("--name", "--user", "--net", "--cgroup-parent", "--workdir", "--cidfile", "--cpus",
-        "--cpu-shares", "--cpuset-cpus", "--cpuset-mems", "--memory", "--detach", "--cap-drop")
+        "--cpuset-cpus", "--cpuset-mems", "--memory", "--cap-drop")
+# What every DockerManager.launchWorkerProcess line has (as shown in a refusal).
+REQUIRED = {"--name": "--name=<worker id>", "--user": "--user=<uid>:<gid>", "-d": "-d",
+            "--net": "--net=host", "--read-only": "--read-only",
+            "--cgroup-parent": "--cgroup-parent=<cgroup parent>",
+            "--workdir": "--workdir=<workdir>", "--cidfile": "--cidfile=<workdir>/container.cid",
+            "--cap-drop": "--cap-drop=ALL", "no-new-privileges": "--security-opt no-new-privileges"}
 REFUSED = {"--privileged": "privileged containers are not allowed",
            "--cap-add": "adding capabilities is not allowed",
-           "--device": "devices are not allowed"}
-INSPECT_FORMATS = ("--format='{{.State.Status}}'", "--format='{{.Id}}'", "--format={{.State.Pid}}")
+           "--device": "devices are not allowed",
+           "--rm": "Storm's DockerManager never sets it",
+           "--detach": "Storm's DockerManager never sets it (it writes -d)",
+           "--cpu-shares": "Storm's DockerManager never sets it"}
+CONFIG_REFUSAL = ("Storm never writes --config, and docker (root) would load that directory's "
+                  "config.json and CLI plugins")
+SCRIPT = "storm-worker-script.sh"  # ServerUtils.writeScript
+CIDFILE = "container.cid"  # DockerManager.dockerCidFilePath
+CONTAINER_TMP = "/tmp"  # DockerManager binds <workdir>/tmp there
 _DIGITS = frozenset("0123456789")
 
 
 class Rules:
-    """What the request may ask for: the target user's ids and the worker's directories
-    (the <workdir> argument as given and as resolved), and the configured cgroup parent."""
+    """What the request may ask for: the target user's ids, the worker's directory (the
+    <workdir> argument as given and as resolved) and the configured cgroup parent."""
 
     __slots__ = ("uid", "gid", "groups", "workdirs", "cgroup_parent")
 
     def __init__(self, uid: int, gid: int, groups, workdirs, cgroup_parent: str | None = None):
         self.uid, self.gid, self.groups = uid, gid, frozenset(groups)
-        self.workdirs = tuple(w for w in workdirs if w)
+        self.workdirs = tuple(dict.fromkeys(w for w in workdirs if w))
         self.cgroup_parent = cgroup_parent
+
+    def worker_ids(self) -> tuple:
+        """The worker id the call is about: Storm's workdir is <storm.local.dir>/workers/<id>."""
+        return tuple(w.rsplit("/", 1)[-1] for w in self.workdirs)
 
 
 class Request:
-    """A validated command: `tokens` go to docker unchanged; the rest is for run.py."""
+    """A validated command: `tokens` as Storm wrote them; the rest is for run.py."""
 
-    __slots__ = ("tokens", "subcommand", "config_dir", "binds", "seccomp", "image", "cidfile",
-                 "name")
+    __slots__ = ("tokens", "subcommand", "binds", "seccomp", "image", "cidfile", "name",
+                 "workdir", "options", "command")
 
     def __init__(self, tokens):
         self.tokens = list(tokens)
         self.subcommand = None
-        self.config_dir = None
         self.binds = []  # (source, destination, writable)
-        self.seccomp = []
+        self.seccomp = None  # the path of --security-opt seccomp=<path>
         self.image = None
         self.cidfile = None
-        self.name = None
+        self.name = None  # the container: the worker id
+        self.workdir = None  # the workdir the request names (run: --workdir)
+        self.options = []  # run: the option tokens before the image, in order
+        self.command = []  # run: what follows the image
 
 
 def reject(path: str, token: str, why: str, code: int = ExitCode.DOCKER_COMMAND_REJECTED):
@@ -62,75 +85,48 @@ def validate(tokens: list, rules: Rules, path: str) -> Request:
     """Check every token; return the Request or raise LauncherError (39, or 40 for an image)."""
     request = Request(tokens)
     rest = list(tokens)
-    if rest and rest[0].startswith("--config="):
-        config_dir = rest.pop(0)[len("--config="):]
-        if normalize(config_dir) != config_dir:
-            raise reject(path, tokens[0], "--config must name an absolute, normalized directory")
-        request.config_dir = config_dir
+    if rest and rest[0].startswith("--config"):
+        raise reject(path, rest[0], CONFIG_REFUSAL)
     if not rest:
         raise reject(path, "", "no docker sub-command")
     sub = rest.pop(0)
     if sub not in SUBCOMMANDS:
-        raise reject(path, sub, f"docker sub-command not allowed (only {', '.join(SUBCOMMANDS)})")
+        raise reject(path, sub, f"docker sub-command not allowed (Storm writes only "
+                                f"{', '.join(SUBCOMMANDS)})")
     request.subcommand = sub
     if sub == "run":
         _validate_run(rest, rules, path, request)
-    elif sub == "pull":
-        _expect_count(rest, 1, path, sub)
-        request.image = _image(rest[0], path)
     else:
-        _validate_named(sub, rest, path, request)
+        _validate_named(sub, rest, rules, path, request)
     return request
 
 
-def _expect_count(rest: list, count: int, path: str, sub: str) -> None:
-    if len(rest) != count:
-        token = rest[count] if len(rest) > count else sub
-        raise reject(path, token, f"`{sub}` takes {count} argument(s) after its options")
-
-
-def _image(token: str, path: str) -> str:
-    if not image_ok(token):
-        raise reject(path, token, "not a valid docker image name", ExitCode.INVALID_DOCKER_IMAGE)
-    return token
-
-
-def _worker_id(token: str, path: str) -> str:
+def _worker_id(token: str, shown: str, rules: Rules, path: str) -> str:
     if not worker_id_ok(token):
-        raise reject(path, token, "not a Storm worker id (a UUID)")
+        raise reject(path, shown, "not a Storm worker id (a UUID)")
+    if token not in rules.worker_ids():
+        raise reject(path, shown, f"not the worker of {rules.workdirs[0]}")
     return token
 
 
-def _validate_named(sub: str, rest: list, path: str, request: Request) -> None:
-    """wait, ps, inspect, stop, rm: the options Storm writes, then one worker id (not ps)."""
-    count = 0
-    while count < len(rest) and rest[count].startswith("-"):
-        count += 1
-    options, names = rest[:count], rest[count:]
-    if len(set(options)) != len(options):
-        raise reject(path, options[0], "option given twice")
-    for option in options:
-        if not _named_option_ok(sub, option):
-            raise reject(path, option, f"option not allowed for `{sub}`")
+def _validate_named(sub: str, rest: list, rules: Rules, path: str, request: Request) -> None:
+    """Exactly what DockerManager writes: `wait <id>`, `ps --filter=name=<id> --quiet=true`,
+    `stop <id>`, `rm <id>`, `rm --force <id>`."""
     if sub == "ps":
-        _expect_count(names, 0, path, sub)
+        prefix = "--filter=name="
+        if len(rest) != 2 or not rest[0].startswith(prefix) or rest[1] != "--quiet=true":
+            raise reject(path, " ".join(["ps"] + rest), "Storm writes `ps --filter=name=<worker "
+                                                        "id> --quiet=true`")
+        request.name = _worker_id(rest[0][len(prefix):], rest[0], rules, path)
         return
-    _expect_count(names, 1, path, sub)
-    request.name = _worker_id(names[0], path)
-
-
-def _named_option_ok(sub: str, option: str) -> bool:
-    if sub == "ps":
-        return option == "--quiet=true" or (option.startswith("--filter=name=")
-                                            and worker_id_ok(option[len("--filter=name="):]))
-    if sub == "inspect":
-        return option in INSPECT_FORMATS
-    if sub == "stop":
-        value = option[len("--time="):]
-        return option.startswith("--time=") and 0 < len(value) <= 6 and set(value) <= _DIGITS
-    if sub == "rm":
-        return option == "--force"
-    return False
+    options = rest[:-1]
+    if sub == "rm" and options == ["--force"]:
+        options = []
+    if options or len(rest) < 1:
+        token = options[0] if options else sub
+        raise reject(path, token, f"Storm writes `{sub} <worker id>`"
+                                  + (" or `rm --force <worker id>`" if sub == "rm" else ""))
+    request.name = _worker_id(rest[-1], rest[-1], rules, path)
 
 
 def _validate_run(rest: list, rules: Rules, path: str, request: Request) -> None:
@@ -146,28 +142,22 @@ def _validate_run(rest: list, rules: Rules, path: str, request: Request) -> None
             continue
         _run_option(token, rules, path, request, seen)
         index += 1
-    for required, why in (("--name", "--name=<worker id> is required"),
-                          ("--user", "--user=<uid>:<gid> is required"),
-                          ("--cap-drop", "--cap-drop=ALL is required"),
-                          ("no-new-privileges", "--security-opt no-new-privileges is required")):
+    request.options = rest[:index]
+    for required, shown in REQUIRED.items():
         if required not in seen:
-            raise reject(path, " ".join(rest[:index])[-40:] or "run", why)
+            raise reject(path, "run", f"{shown} is required (Storm always writes it)")
     if index >= len(rest):
         raise reject(path, rest[-1] if rest else "run", "no image", ExitCode.INVALID_DOCKER_IMAGE)
-    request.image = _image(rest[index], path)
+    if not image_ok(rest[index]):
+        raise reject(path, rest[index], "not a valid docker image name",
+                     ExitCode.INVALID_DOCKER_IMAGE)
+    request.image = rest[index]
     command = rest[index + 1:]
-    if len(command) != 2 or command[0] != "bash":
+    script = f"{request.workdir}/{SCRIPT}"
+    if command != ["bash", script]:
         raise reject(path, " ".join(command) or request.image,
-                     "the command after the image must be `bash <script in the workdir>`")
-    if not _under_workdir(command[1], rules, allow_top=False):
-        raise reject(path, command[1], "the script must be below the worker's directory")
-
-
-def _under_workdir(value: str, rules: Rules, allow_top: bool) -> bool:
-    normal = normalize(value)
-    if normal != value:
-        return False
-    return any(is_within(value, top) and (allow_top or value != top) for top in rules.workdirs)
+                     f"the command after the image must be `bash {script}`")
+    request.command = command
 
 
 def _run_pair(option: str, value: str, rules: Rules, path: str, request: Request, seen) -> None:
@@ -175,18 +165,25 @@ def _run_pair(option: str, value: str, rules: Rules, path: str, request: Request
     if option == "--group-add":
         if not (_number(value) and str(int(value)) == value and int(value) in rules.groups):
             raise reject(path, token, "only the user's own group ids may be added")
+        if token in seen:
+            raise reject(path, token, "option given twice")
+        seen.add(token)
     elif option == "--security-opt":
-        if value == "no-new-privileges":
+        if value == "no-new-privileges" and value not in seen:
             seen.add(value)
-        elif value.startswith("seccomp=") and normalize(value[8:]) == value[8:]:
-            request.seccomp.append(value[8:])
+        elif value.startswith("seccomp=") and request.seccomp is None:
+            request.seccomp = value[len("seccomp="):]
+            if normalize(request.seccomp) != request.seccomp:
+                raise reject(path, token, "the seccomp profile must be an absolute, normalized path")
         else:
-            raise reject(path, token, "only no-new-privileges and seccomp=<file> are allowed")
+            raise reject(path, token, "only no-new-privileges and one seccomp=<file> are allowed")
     else:
-        request.binds.append(_bind(value, path))
+        request.binds.append(_bind(value, rules, path))
 
 
-def _bind(spec: str, path: str) -> tuple:
+def _bind(spec: str, rules: Rules, path: str) -> tuple:
+    """DockerRunCommand.addRead{Only,Write}MountLocation: <source>:<destination>[:ro], the
+    destination the source itself except <workdir>/tmp, which goes to /tmp."""
     parts = spec.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "ro"):
         raise reject(path, f"-v {spec}", "a bind is <source>:<destination> or "
@@ -196,6 +193,10 @@ def _bind(spec: str, path: str) -> tuple:
         if normalize(side) != side:
             raise reject(path, f"-v {spec}", f"{side!r} is not an absolute path without "
                                              f"'.', '..' or repeated '/'")
+    tmp = destination == CONTAINER_TMP and any(source == f"{w}/tmp" for w in rules.workdirs)
+    if destination != source and not tmp:
+        raise reject(path, f"-v {spec}", "Storm binds a source at the same path in the "
+                                         "container (only <workdir>/tmp goes to /tmp)")
     return source, destination, len(parts) == 2
 
 
@@ -228,39 +229,39 @@ def _run_value_problem(name: str, value: str, rules: Rules, request: Request) ->
     """Why the value of a `run` option is not allowed, or None."""
     if name == "--name":
         request.name = value
-        return None if worker_id_ok(value) else "not a Storm worker id (a UUID)"
+        if not worker_id_ok(value):
+            return "not a Storm worker id (a UUID)"
+        return None if value in rules.worker_ids() else f"not the worker of {rules.workdirs[0]}"
     if name == "--user":
         want = f"{rules.uid}:{rules.gid}"
         return None if value == want else f"the container must run as the user, {want}"
     if name == "--net":
-        return None if value in ("host", "none") else "the network must be host or none"
+        return None if value == "host" else "Storm's network is host"
     if name == "--cap-drop":
         return None if value == "ALL" else "only --cap-drop=ALL is allowed"
     if name == "--cgroup-parent":
-        if normalize(value) != value:
+        parent = value.rstrip("/") or "/"  # Storm keeps a configured trailing slash
+        if normalize(parent) != parent:
             return "not an absolute, normalized cgroup path"
-        if rules.cgroup_parent and value != rules.cgroup_parent:
+        if rules.cgroup_parent and parent != rules.cgroup_parent:
             return f"the policy's cgroup parent is {rules.cgroup_parent}"
         return None
-    if name in ("--workdir", "--cidfile"):
-        if not _under_workdir(value, rules, allow_top=name == "--workdir"):
-            return "must be in the worker's directory"
-        if name == "--cidfile":
-            request.cidfile = value
-        return None
+    if name == "--workdir":
+        request.workdir = value
+        return None if value in rules.workdirs else "must be the worker's directory"
+    if name == "--cidfile":
+        request.cidfile = value
+        if any(value == f"{w}/{CIDFILE}" for w in rules.workdirs):
+            return None
+        return f"must be {CIDFILE} in the worker's directory"
     return _resource_problem(name, value)
 
 
 def _resource_problem(name: str, value: str) -> str | None:
-    if name == "--detach":
-        return None if value in ("true", "false") else "must be true or false"
-    if name == "--cpus":
-        return None if _number(value, fraction=True) else "not a number of cpus"
-    if name == "--cpu-shares":
-        return None if _number(value) else "not a whole number"
-    if name == "--memory":
-        digits = value[:-1] if value[-1:] in ("b", "k", "m", "g") else value
-        return None if _number(digits) else "not a memory size (<n>[bkmg])"
-    # --cpuset-cpus, --cpuset-mems: lists like 0-3,5
+    if name == "--cpus":  # DockerRunCommand.setCpus: Java's Double.toString, e.g. 1.0, 0.5
+        return None if _number(value, fraction=True) and "." in value else "not a number of cpus"
+    if name == "--memory":  # setMemoryMb: <n>m
+        return None if value.endswith("m") and _number(value[:-1]) else "not <megabytes>m"
+    # --cpuset-cpus, --cpuset-mems (addCpuSetBindings): lists like 0,1,2 (ranges too)
     ok = value and set(value) <= _DIGITS | {",", "-"} and value[0] in _DIGITS
     return None if ok and len(value) <= 256 else "not a cpu or memory node list"

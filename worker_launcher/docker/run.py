@@ -2,15 +2,14 @@
 
 The command file is read with the supervisor account's rights and validated token by token
 (command_line.py) before anything runs. Then the checks that need the file system: bind
-sources (resolved with the supervisor account's rights, never a symlink at the end, and
-allowed by the policy), seccomp profiles and the --config directory (root-owned), the image
-policy. Docker runs as root (topology users need no access to docker) with argv only, in a
-new session and a minimal environment (privileged.spawn); its exit status is ours.
+sources located by descriptor and allowed by the policy (staging.open_source), the seccomp
+profile (seccomp.py), the image policy. Docker runs as root (topology users need no access to
+docker) through client.py; its stdout and stderr are ours, and so is its exit status.
 
-For `run`, bind sources are pinned and staged where only root can change them
-(staging.py), and docker (root) writes the cid file there too rather than following a
-symlink the user could plant at <workdir>/container.cid; the id is then copied to the
-user's workdir with the user's rights.
+A `run` becomes `docker create` with the pinned sources (staging.py) and the profile's bytes,
+the hand-off of the container id to the user's cid file (handoff.py), then `docker start`:
+a container never runs before its cid file exists. Every docker call first completes the
+launches a killed launcher left unfinished (handoff.sweep).
 """
 
 from __future__ import annotations
@@ -18,13 +17,9 @@ from __future__ import annotations
 import os
 import stat
 
-from ..core import identity
-from ..core.errors import ExitCode, LauncherError, by_policy, os_error_text
+from ..core.errors import ExitCode, LauncherError, by_policy
 from ..paths import files
-from . import command_line, staging
-
-DOCKER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-CID_MODE = 0o640
+from . import command_line, handoff
 
 
 def launch_docker_container(launch, workdir: str, command_file: str) -> int:
@@ -44,6 +39,7 @@ def docker_run(launch, workdir: str, command_file: str) -> int:
 
 
 def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
+    from ..core import audit
     from ..core.tokens import MAX_COMMAND_BYTES, split_line
 
     data = files.read_as_caller(command_file, MAX_COMMAND_BYTES)
@@ -53,14 +49,29 @@ def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
     rules = command_line.Rules(who.uid, who.gid, who.groups, (workdir, real_workdir),
                                launch.policy.cgroup_parent)
     request = command_line.validate(tokens, rules, command_file)
+    audit.note(docker=request.subcommand, container=request.name)
+    if request.image:
+        audit.note(image=request.image)
     if prepare or (prepare is None and request.subcommand == "run"):
         from ..classic.dirs import prepare_workdir
 
         prepare_workdir(launch, workdir)
-    sources = check_host(launch, request, command_file)
-    if request.subcommand == "run":
-        return run_container(launch, request, sources)
-    return run_docker(launch, request.tokens)
+    host = check_host(launch, request, command_file)
+    try:
+        directory = handoff.directory(launch)
+        completed = handoff.sweep(launch, directory, request.name)
+        if completed:
+            audit.note(completed=",".join(completed))
+        if request.subcommand == "run":
+            code = run_container(launch, request, host, directory)
+        else:
+            from . import client
+
+            code = client.run(launch, request.tokens)
+    finally:
+        host.close()
+    audit.child_exit("docker", code)
+    return code
 
 
 def worker_directory(launch, workdir: str) -> str:
@@ -77,107 +88,164 @@ def worker_directory(launch, workdir: str) -> str:
         entry.close()
 
 
-def check_host(launch, request, path: str) -> list:
-    """The checks of a validated request that need the file system or the policy. Returns
-    the opened bind sources: [(fd, real path)] in the order of request.binds."""
+class Host:
+    """What check_host found: the opened bind sources [(fd, resolved path)] in the order of
+    request.binds, and the memfd of the seccomp profile (or None)."""
+
+    def __init__(self):
+        self.sources, self.seccomp_fd = [], None
+
+    def close(self) -> None:
+        for fd, _ in self.sources:
+            os.close(fd)
+        if self.seccomp_fd is not None:
+            os.close(self.seccomp_fd)
+        self.sources, self.seccomp_fd = [], None
+
+
+def check_host(launch, request, path: str) -> Host:
+    """The checks of a validated `run` that need the file system or the policy."""
+    host = Host()
+    if request.subcommand != "run":
+        return host
+    from . import staging
+
     reject = command_line.reject
-    if request.image and not launch.policy.image_allowed(request.image):
+    if not launch.policy.image_allowed(request.image):
         raise by_policy(reject(path, request.image,
                                f"image not allowed by the policy {launch.policy.source}",
                                ExitCode.INVALID_DOCKER_IMAGE))
-    from ..paths import trust
-
-    if request.config_dir:
-        problem = trust.chain_problem(request.config_dir)
-        if problem:
-            raise reject(path, f"--config={request.config_dir}", problem)
-    for profile in request.seccomp:
-        problem = trust.chain_problem(profile) or _not_regular(profile)
-        if problem:
-            raise reject(path, f"--security-opt seccomp={profile}", problem)
-    sources = []
     try:
+        host.seccomp_fd = seccomp_profile(launch, request, path)
         for source, destination, writable in request.binds:
-            fd, real = staging.open_source(launch, source)
-            if fd is not None:
-                sources.append((fd, real))
-            problem = real if fd is None else launch.policy.bind_refusal(real, writable)
-            if problem:
+            fd, real, policy_refusal = staging.open_source(launch, source, writable)
+            if fd is None:
                 spec = f"-v {source}:{destination}{'' if writable else ':ro'}"
-                error = reject(path, spec, problem)
-                raise error if fd is None else by_policy(error)
-    except LauncherError:
-        for fd, _ in sources:
-            os.close(fd)
+                error = reject(path, spec, real)
+                raise by_policy(error) if policy_refusal else error
+            host.sources.append((fd, real))
+    except BaseException:
+        host.close()
         raise
-    return sources
+    return host
 
 
-def _not_regular(path: str) -> str | None:
+def seccomp_profile(launch, request, path: str):
+    """The memfd of the profile docker must apply, or None when there is none to apply.
+    With a policy, the run must name exactly the policy's storm.oci.seccomp.profile (and
+    must name one when the policy does); without, any file only root can change. Either
+    way the file is read by descriptor and checked (seccomp.profile_problem)."""
+    from ..paths import resolve, trust
+    from . import seccomp
+
+    named, policy = request.seccomp, launch.policy
+    token = f"--security-opt seccomp={named}"
+    if policy.configured:
+        wanted = policy.seccomp_profile
+        if named is None:
+            if wanted is None:
+                return None
+            raise by_policy(command_line.reject(path, "run", f"the policy {policy.source} "
+                                                             f"requires --security-opt "
+                                                             f"seccomp={wanted}"))
+        if wanted is None:
+            raise by_policy(command_line.reject(path, token, f"the policy {policy.source} names "
+                                                             f"no storm.oci.seccomp.profile"))
+        try:
+            same = resolve.canonical(named) == wanted
+        except LauncherError:
+            same = False
+        if not same:
+            raise by_policy(command_line.reject(path, token, f"the policy's profile is {wanted}"))
+        named = wanted
+    elif named is None:
+        return None
     try:
-        if stat.S_ISREG(os.stat(path).st_mode):
-            return None
-    except OSError as err:
-        return f"cannot stat {path}: {os_error_text(err)}"
-    return f"{path} is not a regular file"
+        _, text = trust.read_root_file(named, "seccomp profile", seccomp.MAX_PROFILE_BYTES,
+                                       ExitCode.DOCKER_COMMAND_REJECTED)
+    except LauncherError as err:
+        raise command_line.reject(path, token, err.message) from None
+    problem = seccomp.profile_problem(text)
+    if problem:
+        raise command_line.reject(path, token, f"{named} is not a usable seccomp profile: {problem}")
+    return seccomp.sealed_copy(text.encode("utf-8"))
 
 
-def run_docker(launch, tokens: list) -> int:
-    """docker with the validated tokens, as root (privileged.spawn: argv only, a fixed
-    environment, a new session), its stdout and stderr ours; returns its exit status (a
-    signal N as 128 + N)."""
-    from ..privileged import spawn
+def create_tokens(request, paths: list, seccomp_fd) -> list:
+    """`docker create` with what `docker run` was asked for: -d goes (create does not take
+    it), the bind sources become their pinned paths, the seccomp profile the memfd docker
+    gets as its fd 4, and --cidfile goes (the launcher writes the user's cid file)."""
+    replace = {}
+    for (source, destination, writable), staged in zip(request.binds, paths):
+        mode = "" if writable else ":ro"
+        replace[f"{source}:{destination}{mode}"] = f"{staged}:{destination}{mode}"
+    if seccomp_fd is not None:
+        replace[f"seccomp={request.seccomp}"] = "seccomp=/proc/self/fd/4"
+    options = [replace.get(t, t) for t in request.options
+               if t != "-d" and not t.startswith("--cidfile=")]
+    return ["create", *options, request.image, *request.command]
 
-    docker = launch.config.docker_binary
+
+def run_container(launch, request, host: Host, directory: str) -> int:
+    """docker create, the cid file, docker start; see the module docstring. A launch that
+    does not get as far as a started container leaves no container behind."""
+    from . import staging
+
+    record = handoff.Pending.create(directory, request.name, launch.user.name, request.cidfile)
+    started = False
     try:
-        code = spawn.run([docker, *tokens], env=DOCKER_ENV)
-    except OSError as err:
-        raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
-                            f"cannot execute {docker}: {os_error_text(err)}") from None
-    return code if code >= 0 else 128 - code
-
-
-def run_container(launch, request, sources: list) -> int:
-    """`docker run` with staged bind sources and a root-only cid file; wait for docker,
-    undo the staging, then hand the container id to the user's cid file."""
-    stage = staging.Staging(launch, request.name)
-    try:
-        replace = {f"--cidfile={request.cidfile}": f"--cidfile={stage.cidfile}"}
-        for (source, destination, writable), (fd, real) in zip(request.binds, sources):
-            mode = "" if writable else ":ro"
-            replace[f"{source}:{destination}{mode}"] = f"{stage.bind(fd, real)}:{destination}{mode}"
-        code = run_docker(launch, [replace.get(t, t) for t in request.tokens])
-        cid = stage.read_cid()
+        stage, paths = staging.stage(directory, request.name, host.sources)
+        try:
+            fds = (record.fd,) if host.seccomp_fd is None else (record.fd, host.seccomp_fd)
+            code, cid = create(launch, create_tokens(request, paths, host.seccomp_fd), fds)
+            if code == 0:
+                handoff.write_cidfile(launch, launch.user.name, request.cidfile, cid)
+                code = start(launch, request.name, record.fd)
+                started = code == 0
+        finally:
+            stage.close()
     finally:
-        stage.close()
-        for fd, _ in sources:
-            os.close(fd)
-    if request.cidfile and cid is not None:
-        write_user_cidfile(launch, request.cidfile, cid)
+        finish(launch, request.name, record, started)
     return code
 
 
-def write_user_cidfile(launch, cidfile: str, cid: bytes) -> None:
-    """Write the container id to `cidfile` with the user's rights, replacing whatever is
-    there (unlink never follows a symlink; O_EXCL|O_NOFOLLOW refuses a new one)."""
-    directory, name = cidfile.rsplit("/", 1)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with identity.acting_as(launch.user.identity):
+def finish(launch, name: str, record, started: bool) -> None:
+    """The record goes once the launch is settled: started, or undone (a container that
+    never ran is removed). If docker cannot be asked, the record stays for the next call."""
+    if not started:
         try:
-            dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                try:
-                    os.unlink(name, dir_fd=dir_fd)
-                except FileNotFoundError:
-                    pass
-                fd = os.open(name, flags, CID_MODE, dir_fd=dir_fd)
-            finally:
-                os.close(dir_fd)
-            try:
-                os.fchmod(fd, CID_MODE)
-                os.write(fd, cid)
-            finally:
-                os.close(fd)
-        except OSError as err:
-            raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
-                                f"cannot write {cidfile}: {os_error_text(err)}") from None
+            handoff.complete(launch, name, None, None)
+        except LauncherError:
+            os.close(record.fd)  # unlocked: the next docker call completes it
+            return
+    record.finish()
+
+
+def start(launch, name: str, record_fd: int) -> int:
+    """`docker start <name>`: its stdout (the name) is not passed on, as `docker run -d`
+    prints only the id."""
+    from . import client
+
+    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        return client.run(launch, ["start", name], stdout=null, fds=(record_fd,))
+    finally:
+        os.close(null)
+
+
+def create(launch, tokens: list, fds: tuple) -> tuple:
+    """(exit status, container id or None) of `docker create`; its stdout (the id) is
+    passed on to ours, as `docker run -d` prints it."""
+    from . import client
+
+    out = os.memfd_create("wl-docker-create", os.MFD_CLOEXEC)
+    try:
+        code = client.run(launch, tokens, stdout=out, fds=fds)
+        data = os.pread(out, 4096, 0)
+    finally:
+        os.close(out)
+    files.write_all(1, data)
+    cid = data.strip()
+    if code == 0 and (len(cid) != 64 or not all(c in b"0123456789abcdef" for c in cid)):
+        return ExitCode.DOCKER_RUN_FAILED, None
+    return code, cid

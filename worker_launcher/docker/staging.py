@@ -1,12 +1,21 @@
-"""Bind sources and the cid file of a `docker run`, pinned where only root can change them.
+"""Bind sources of a `docker run`, pinned so that what docker mounts is what was checked.
 
-dockerd resolves a `-v` source path itself, as root, some time after we checked it; the
-user (or the supervisor account) could swap a component for a symlink in between. So each
-source is opened once (O_PATH, with the supervisor account's rights, never through a final
-symlink), the policy judges the object that fd names, and that very object is bind-mounted
-from the fd onto a staging path in a root-only directory under the run root. docker gets
-the staging path. Once `docker run -d` has returned the container holds its own copies of
-the mounts, so the staging mounts are detached and the directory removed.
+dockerd and runc resolve a `-v` source path themselves, as root, some time after the
+launcher checked it; the user (workdir, workdir/tmp, artifacts) or the supervisor account
+(workers/, workers-users/) could swap a component for a symlink in between. So each source is
+located and opened once by descriptor with the supervisor account's rights (paths.resolve:
+no untrusted symlink, no magic link, nothing under /proc, /sys or /dev but the cgroup root
+read-only), the policy judges the object found, and docker is given a path that names that
+very object:
+
+- `/proc/<launcher pid>/fd/<tree>/<n>`: a detached clone of the object in a detached tmpfs
+  that only the launcher's descriptor reaches (privileged.binds). Nothing is mounted in any
+  namespace, and the kernel dissolves the tree when the launcher exits, SIGKILL included.
+  Needs Linux 6.15+ (runc binds from it in the container's new mount namespace) and the
+  launcher in the initial pid namespace (dockerd reads /proc with host pids).
+- otherwise `<run root>/docker/<worker id>.staging/<n>`: a bind of the object in a root-only
+  directory, detached once docker has started the container; a launch killed in between
+  leaves it until the next docker call (handoff.sweep).
 """
 
 from __future__ import annotations
@@ -17,96 +26,127 @@ import stat
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
 
-STAGING_DIR = "docker"  # under the run root, root-only
+STAGING_SUFFIX = ".staging"
+INIT_PID_NAMESPACE = 0xEFFFFFFC  # PROC_PID_INIT_INO: the inode of the initial pid namespace
 
 
-def open_source(launch, source: str) -> tuple:
-    """(O_PATH fd, real path) of a bind source, opened with the supervisor account's rights,
-    or (None, why not): it does not exist, cannot be reached, or is itself a symlink."""
-    with identity.acting_as(launch.caller):
-        try:
-            fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as err:
-            return None, f"cannot reach {source}: {os_error_text(err)}"
-    if stat.S_ISLNK(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None, f"{source} is a symlink"
-    return fd, os.readlink(f"/proc/self/fd/{fd}")
+def open_source(launch, source: str, writable: bool) -> tuple:
+    """(O_PATH fd, resolved path, False) of a bind source, or (None, why it is refused,
+    whether the policy refused it): judged by the policy as named and as found, located with
+    the supervisor account's rights."""
+    from ..paths import resolve
 
-
-def private_directory(launch) -> str:
-    """<run root>/docker, created root-owned 0700 if missing; refused if anyone else could
-    change it."""
-    directory = f"{launch.config.run_root}/{STAGING_DIR}"
+    policy = launch.policy
+    refusal = policy.bind_refusal(source, writable)  # as named: the clearest line
+    if refusal:
+        return None, refusal, True
+    # Storm binds the cgroup root (a pseudo file system) read-only: only that one, as named.
+    pseudo_ok = not writable and source == policy.cgroup_root
     try:
-        os.makedirs(directory, 0o700, exist_ok=True)
-        st = os.lstat(directory)
-    except OSError as err:
-        raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
-                            f"cannot create {directory}: {os_error_text(err)}") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
-        raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
-                            f"{directory} must be a root-owned directory, mode 0700")
-    return directory
+        with identity.acting_as(launch.caller):
+            entry = resolve.locate(source, pseudo_ok=pseudo_ok)
+    except LauncherError as err:
+        return None, err.message, False
+    try:
+        if entry.st is None:
+            return None, f"{source} does not exist", False
+        if stat.S_ISLNK(entry.st.st_mode):
+            return None, f"{source} is a symlink", False
+        refusal = policy.bind_refusal(entry.path, writable)  # as found
+        if refusal:
+            return None, refusal, True
+        try:
+            with identity.acting_as(launch.caller):
+                return resolve.open_entry(entry, os.O_PATH), entry.path, False
+        except LauncherError as err:
+            return None, err.message, False
+    finally:
+        entry.close()
 
 
-class Staging:
-    """A directory of staged bind sources and the private cid file of one `docker run`.
-    `close` detaches every mount and removes everything, whatever happened before."""
+class DetachedStaging:
+    """The sources as detached clones in a detached tree; see the module docstring."""
 
-    def __init__(self, launch, name: str):
-        directory = private_directory(launch)
-        remove_abandoned(directory)
-        # <worker id>.<our pid>.<random>: a later call can tell a launch that was killed
-        self.path = f"{directory}/{name}.{os.getpid()}.{os.urandom(4).hex()}"
-        self.mounts = []
+    def __init__(self):
+        from ..privileged import binds
+
+        self.tree = binds.detached_tree()
+        self.count = 0
+
+    def stage(self, fd: int, real: str) -> str:
+        from ..privileged import binds
+
+        name = str(self.count)
+        binds.attach_detached(self.tree, name, fd, real)
+        self.count += 1
+        return f"/proc/{os.getpid()}/fd/{self.tree}/{name}"
+
+    def close(self) -> None:
+        if self.tree is not None:
+            os.close(self.tree)
+            self.tree = None
+
+
+class HostStaging:
+    """The sources bound in <directory>/<worker id>.staging (root-only); `close` detaches
+    and removes them, whatever happened before."""
+
+    def __init__(self, directory: str, name: str):
+        self.path = f"{directory}/{name}{STAGING_SUFFIX}"
+        release(self.path)  # left by a launch of this worker that was killed
+        self.count = 0
         try:
             os.mkdir(self.path, 0o700)
         except OSError as err:
             raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                                 f"cannot create {self.path}: {os_error_text(err)}") from None
-        self.cidfile = f"{self.path}/container.cid"
 
-    def bind(self, fd: int, real: str) -> str:
-        """Bind-mount the object behind `fd` onto a new staging path; returns that path.
-        docker applies its own ro/rw on top."""
-        from ..privileged import binds as pinned
+    def stage(self, fd: int, real: str) -> str:
+        from ..privileged import binds
 
-        target = f"{self.path}/{len(self.mounts)}"
+        target = f"{self.path}/{self.count}"
         try:
-            pinned.bind_fd(fd, target)
+            binds.bind_fd(fd, target)
         except OSError as err:
             raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                                 f"cannot stage the bind source {real}: {os_error_text(err)}"
                                 ) from None
-        self.mounts.append(target)
+        self.count += 1
         return target
 
-    def read_cid(self) -> bytes | None:
-        try:
-            with open(self.cidfile, "rb") as handle:
-                return handle.read(256)
-        except FileNotFoundError:
-            return None
-
     def close(self) -> None:
-        clear(self.path)
+        release(self.path)
 
 
-def clear(path: str) -> None:
-    """Detach every staged mount in `path` and remove it; what cannot go is left for the
-    next call (nothing of the user's is ever deleted: no recursive removal)."""
-    from ..privileged import binds as pinned
+def release(path: str) -> None:
+    """Detach every staged mount in `path` and remove it; what cannot go is left for the next
+    call (nothing of the user's is ever deleted: no recursive removal)."""
+    from ..privileged import binds
 
-    pinned.release(path)
+    binds.release(path)
 
 
-def remove_abandoned(directory: str) -> None:
-    """Staging left by a docker-run that was killed (its pid is gone): cleared, so a kill -9
-    leaves no mount behind for long."""
-    for name in os.listdir(directory):
-        parts = name.rsplit(".", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        if int(parts[1]) != os.getpid() and not os.path.exists(f"/proc/{parts[1]}"):
-            clear(f"{directory}/{name}")
+def in_initial_pid_namespace() -> bool:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino == INIT_PID_NAMESPACE
+    except OSError:
+        return False
+
+
+def stage(directory: str, name: str, sources: list) -> tuple:
+    """Stage every (fd, resolved path) of `sources`; returns (staging, paths for docker).
+    Detached when the kernel and the pid namespace allow it, else in the run root."""
+    if in_initial_pid_namespace():
+        staging = None
+        try:
+            staging = DetachedStaging()
+            return staging, [staging.stage(fd, real) for fd, real in sources]
+        except OSError:  # before Linux 6.15 (or without fsopen): stage in the run root
+            if staging is not None:
+                staging.close()
+    staging = HostStaging(directory, name)
+    try:
+        return staging, [staging.stage(fd, real) for fd, real in sources]
+    except BaseException:
+        staging.close()
+        raise

@@ -1,0 +1,84 @@
+"""The seccomp profile of a docker worker: the policy's storm.oci.seccomp.profile, enforced,
+read by descriptor from a root-only chain and checked, applied to the container."""
+
+import os
+
+from support.docker import chown_supervisor, lines
+from support.hostile import assert_refused
+
+USER = "wlalice"
+
+
+def test_the_policys_profile_is_applied(dstorm):
+    wid, workdir = dstorm.worker()
+    result = dstorm.storm_call(USER, wid, "docker-run")
+    assert result.returncode == 0, result.stderr
+    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "denied"
+
+
+def test_a_run_without_the_policys_profile_is_refused(dstorm):
+    wid, workdir = dstorm.worker()
+    line = dstorm.storm_run_line(wid, seccomp=None)
+    result = dstorm.storm_call(USER, wid, "docker-run", line)
+    assert_refused(result, {39})
+    assert f"requires --security-opt seccomp={dstorm.seccomp}" in result.stderr
+    assert not dstorm.exists(wid)
+
+
+def test_another_root_owned_profile_is_refused(dstorm):
+    other = dstorm.home / "conf" / "other.json"
+    other.write_text(dstorm.seccomp.read_text())
+    wid, workdir = dstorm.worker()
+    result = dstorm.storm_call(USER, wid, "docker-run", dstorm.storm_run_line(wid, seccomp=other))
+    assert_refused(result, {39})
+    assert "the policy's profile is" in result.stderr
+    assert not dstorm.exists(wid)
+
+
+def test_a_profile_when_the_policy_names_none_is_refused(dstorm):
+    dstorm.write_policy(seccomp=False)
+    wid, workdir = dstorm.worker()
+    result = dstorm.storm_call(USER, wid, "docker-run",
+                               dstorm.storm_run_line(wid, seccomp=dstorm.seccomp))
+    assert_refused(result, {39})
+    assert "names no storm.oci.seccomp.profile" in result.stderr
+    # Without a profile on either side docker applies its default one.
+    result = dstorm.storm_call(USER, wid, "docker-run")
+    assert result.returncode == 0, result.stderr
+    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "allowed"
+
+
+def test_the_policys_profile_must_be_roots_and_must_deny_by_default(dstorm):
+    wid, workdir = dstorm.worker()
+    text = dstorm.seccomp.read_text()
+    chown_supervisor(dstorm.seccomp)
+    result = dstorm.storm_call(USER, wid, "docker-run")
+    assert_refused(result, {39})
+    assert "root-owned" in result.stderr or "owned by uid" in result.stderr
+    os.chown(dstorm.seccomp, 0, 0)
+    for bad, why in (('{"defaultAction": "SCMP_ACT_ALLOW"}', "every system call"),
+                     ('{"defaultAction": "SCMP_ACT_ERRNO", "DefaultAction": "SCMP_ACT_ALLOW"}',
+                      "DefaultAction"),
+                     ("{", "not valid JSON")):
+        dstorm.seccomp.write_text(bad)
+        result = dstorm.storm_call(USER, wid, "docker-run")
+        assert_refused(result, {39})
+        assert why in result.stderr
+    dstorm.seccomp.write_text(text)
+    assert not dstorm.exists(wid)
+
+
+def test_without_a_policy_a_root_owned_profile_is_read_by_descriptor(dstorm):
+    """No policy file: the profile must be root's all the way up; it is applied."""
+    dstorm.launcher.write_config({"worker.profiler.script.path": str(dstorm.profiler)})
+    wid, workdir = dstorm.worker()
+    result = dstorm.storm_call(USER, wid, "docker-run")
+    assert result.returncode == 0, result.stderr
+    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "denied"
+    supervisors = dstorm.commands / "seccomp.json"
+    dstorm.write_file(supervisors, dstorm.seccomp.read_text())
+    wid, workdir = dstorm.worker()
+    result = dstorm.storm_call(USER, wid, "docker-run",
+                               dstorm.storm_run_line(wid, seccomp=supervisors))
+    assert_refused(result, {39})
+    assert not dstorm.exists(wid)

@@ -1,0 +1,94 @@
+"""Docker staging in the run root, as on kernels before Linux 6.15: the launcher runs under a
+seccomp filter that fails fsopen(2) with ENOSYS, so it cannot build its detached tree. The
+bind sources are then pinned by bind mounts in <run root>/docker/<id>.staging, detached
+once the container started; a launch killed meanwhile leaves them until the next docker
+call, which clears them."""
+
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+
+from support.docker import docker, docker_clients, lines, staged_mounts, wait_line
+from support.env import GROUP, SUPERVISOR, require
+
+USER = "wlalice"
+KILLS = int(os.environ.get("WL_DOCKER_FALLBACK_KILLS", "6"))
+# Install a seccomp filter (as root, so without no_new_privs: the setuid bit still works)
+# that fails fsopen (430) with ENOSYS, then become the supervisor and exec the launcher.
+WITHOUT_FSOPEN = r"""
+import ctypes, os, struct, sys
+def op(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+program = b"".join([
+    op(0x20, 4),                        # A = arch
+    op(0x15, 0xC000003E, 0, 3),         # x86_64? else allow
+    op(0x20, 0),                        # A = system call number
+    op(0x15, 430, 0, 1),                # fsopen?
+    op(0x06, 0x00050000 | 38),          # errno ENOSYS
+    op(0x06, 0x7FFF0000),               # allow
+])
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(22, 2, ctypes.byref(Program(len(program) // 8, program)), 0, 0) != 0:
+    raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+os.execv("/usr/bin/setpriv", ["setpriv", f"--reuid={sys.argv[1]}", f"--regid={sys.argv[2]}",
+                              "--init-groups", *sys.argv[3:]])
+"""
+
+
+def _start(dstorm, verb, workdir, command) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", WITHOUT_FSOPEN, SUPERVISOR, GROUP,
+         str(dstorm.launcher.binary), USER, verb, str(workdir), str(command)],
+        env={"PATH": "/usr/bin:/bin"}, cwd=str(workdir), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+
+
+def test_staging_in_the_run_root_without_detached_mounts(dstorm):
+    require(platform.machine() == "x86_64", "the fsopen filter is written for x86_64")
+    wid, workdir = dstorm.worker()
+    command = dstorm.write_file(workdir / "docker-run.sh", dstorm.storm_run_line(wid))
+    out, err = _start(dstorm, "launch-docker-container", workdir, command).communicate(timeout=120)
+    assert out.strip() and (workdir / "container.cid").read_text() == out.strip(), err
+    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "denied"
+    sources = docker("inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", wid).stdout
+    staging = f"{dstorm.launcher.run_root}/docker/{wid}.staging/"
+    assert sources.split() and all(s.startswith(staging) for s in sources.split()), sources
+    assert staged_mounts(dstorm.launcher.run_root) == []
+    assert os.listdir(dstorm.launcher.run_root / "docker") == []
+
+
+def test_killed_launches_staged_in_the_run_root_are_cleared_by_the_next_call(dstorm):
+    require(platform.machine() == "x86_64", "the fsopen filter is written for x86_64")
+    rng, docker_dir = random.Random(), dstorm.launcher.run_root / "docker"
+    left_after_kill = 0
+    for _ in range(KILLS):
+        wid, workdir = dstorm.worker()
+        command = dstorm.write_file(workdir / "docker-run.sh", dstorm.storm_run_line(wid))
+        process = _start(dstorm, "launch-docker-container", workdir, command)
+        time.sleep(rng.uniform(0.05, 0.4))
+        process.kill()
+        process.communicate()
+        deadline = time.monotonic() + 60
+        while docker_clients(wid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left_after_kill += bool(staged_mounts(dstorm.launcher.run_root))
+        state = dstorm.state(wid)
+        waiter = _start(dstorm, "run-docker-cmd", workdir,
+                        dstorm.write_file(workdir / "docker-wait.sh", wait_line(wid)))
+        try:
+            deadline = time.monotonic() + 30
+            while os.listdir(docker_dir) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert os.listdir(docker_dir) == [] and staged_mounts(dstorm.launcher.run_root) == []
+            if state:
+                assert (workdir / "container.cid").read_text() == state[0]
+        finally:
+            docker("rm", "-f", wid, check=False)
+            waiter.communicate(timeout=60)
+    print(f"\nrun-root staging: {left_after_kill} of {KILLS} killed launches left staged "
+          f"mounts until the next call")
