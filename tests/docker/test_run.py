@@ -168,3 +168,29 @@ def test_host_staging_left_by_a_killed_launch_is_cleared_by_the_next_call(dstorm
     assert not abandoned.exists()
     assert str(abandoned) not in open("/proc/self/mountinfo").read()
     assert source.exists()  # the staged source itself is untouched
+
+
+def test_storm_variants_numa_and_no_seccomp_no_memory(dstorm):
+    """E1 as Storm writes it without a seccomp profile and without memory enforcement, and
+    with a NUMA binding (addCpuSetBindings): accepted and applied."""
+    dstorm.write_policy(seccomp=False)
+    wid, workdir = dstorm.worker()
+    line = dstorm.storm_run_line(wid, memory_mb=None, cpu=100, cores=["0"], memory_zone="0")
+    assert " --cpuset-cpus=0 --cpuset-mems=0 --cgroup-parent=" in line
+    assert "--memory" not in line and "seccomp" not in line and "--cpus=1.0 " in line
+    result = dstorm.storm_call(USER, wid, "docker-run", line)
+    assert result.returncode == 0, result.stderr
+    fields = "{{.HostConfig.CpusetCpus}} {{.HostConfig.CpusetMems}} {{.HostConfig.Memory}}"
+    assert docker("inspect", "--format", fields, wid).stdout.split() == ["0", "0", "0"]
+    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "allowed"
+
+
+def test_a_stopped_worker_started_again_by_hand_binds_nothing(dstorm):
+    """The pinned sources died with the launcher: `docker start` of an exited worker (Storm
+    never does it; an operator might) fails instead of binding something else."""
+    wid, workdir = dstorm.worker()
+    assert dstorm.storm_call(USER, wid, "docker-run").returncode == 0
+    docker("stop", "--time=1", wid)
+    result = docker("start", wid, check=False)
+    assert result.returncode != 0 and "/proc/" in result.stderr, result.stderr
+    assert dstorm.state(wid)[1] in ("exited", "created")

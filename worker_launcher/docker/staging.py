@@ -8,7 +8,7 @@ no untrusted symlink, no magic link, nothing under /proc, /sys or /dev but the c
 read-only), the policy judges the object found, and docker is given a path that names that
 very object:
 
-- `/proc/<launcher pid>/fd/<tree>/<n>`: a detached clone of the object in a detached tmpfs
+- `/proc/<launcher pid>/fd/<tree>/<random>-<n>`: a detached clone of the object in a detached tmpfs
   that only the launcher's descriptor reaches (privileged.binds). Nothing is mounted in any
   namespace, and the kernel dissolves the tree when the launcher exits, SIGKILL included.
   Needs Linux 6.15+ (runc binds from it in the container's new mount namespace) and the
@@ -72,11 +72,15 @@ class DetachedStaging:
 
         self.tree = binds.detached_tree()
         self.count = 0
+        # Entries no other process's descriptor <tree> is likely to hold: a container started
+        # again by hand after the launcher exited (and its pid went to another process) then
+        # finds nothing to bind instead of whatever that process has open.
+        self.prefix = os.urandom(8).hex()
 
     def stage(self, fd: int, real: str) -> str:
         from ..privileged import binds
 
-        name = str(self.count)
+        name = f"{self.prefix}-{self.count}"
         binds.attach_detached(self.tree, name, fd, real)
         self.count += 1
         return f"/proc/{os.getpid()}/fd/{self.tree}/{name}"
