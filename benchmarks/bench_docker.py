@@ -29,7 +29,7 @@ def main() -> int:
         workdir.mkdir(parents=True, mode=0o755)
         os.chown(workdir, supervisor["user"], supervisor["group"])
         command = workdir / "docker-command.sh"
-        command.write_text(f"ps --quiet=true --filter=name={wid}")
+        command.write_text(f"ps --filter=name={wid} --quiet=true")  # DockerManager.areAllProcessesDead
         os.chown(command, supervisor["user"], supervisor["group"])
         argv = [str(launcher.binary), "wlalice", "run-docker-cmd", str(workdir), str(command)]
         import subprocess
