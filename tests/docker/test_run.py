@@ -153,21 +153,33 @@ def test_planted_cidfile_symlink_is_not_followed(dstorm):
 
 def test_host_staging_left_by_a_killed_launch_is_cleared_by_the_next_call(dstorm, tmp_path):
     """Before Linux 6.15 docker's sources are staged in the run root; a launch killed -9
-    there leaves <worker id>.staging with a bind mounted and no record: the next docker call
-    detaches and removes it."""
+    there leaves <worker id>.staging with a bind mounted and no record (and a launcher of the
+    previous version left <worker id>.<pid>.<random>): the next docker call detaches and
+    removes them, and is not put off by an entry it does not know."""
     staging = dstorm.launcher.run_root / "docker"
     staging.mkdir(mode=0o700, exist_ok=True)
-    abandoned = staging / "8198e1f0-f323-4b9d-8625-e4fd640cd058.staging"
-    abandoned.mkdir(mode=0o700)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = [staging / "8198e1f0-f323-4b9d-8625-e4fd640cd058.staging",
+                 staging / f"9198e1f0-f323-4b9d-8625-e4fd640cd058.{dead.pid}.0badf00d"]
     source = tmp_path / "source"
     source.mkdir()
-    (abandoned / "0").mkdir()
-    subprocess.run(["mount", "--bind", str(source), str(abandoned / "0")], check=True)
-    wid, workdir = dstorm.worker()
-    assert dstorm.storm_call(USER, wid, "docker-run").returncode == 0
-    assert not abandoned.exists()
-    assert str(abandoned) not in open("/proc/self/mountinfo").read()
-    assert source.exists()  # the staged source itself is untouched
+    for directory in abandoned:
+        directory.mkdir(mode=0o700)
+        (directory / "0").mkdir()
+        subprocess.run(["mount", "--bind", str(source), str(directory / "0")], check=True)
+    (staging / "not-ours").write_text("x")
+    try:
+        wid, workdir = dstorm.worker()
+        assert dstorm.storm_call(USER, wid, "docker-run").returncode == 0
+        for directory in abandoned:
+            assert not directory.exists()
+            assert str(directory) not in open("/proc/self/mountinfo").read()
+        assert source.exists()  # the staged source itself is untouched
+    finally:
+        (staging / "not-ours").unlink()
+        for directory in abandoned:
+            subprocess.run(["umount", "-l", str(directory / "0")], capture_output=True)
 
 
 def test_storm_variants_numa_and_no_seccomp_no_memory(dstorm):

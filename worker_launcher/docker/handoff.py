@@ -124,7 +124,7 @@ def sweep(launch, directory_path: str, own: str | None) -> list:
     """Complete every abandoned launch in the directory (see the module docstring); the
     record of worker `own` is waited for a while if its launch is still running. Returns the
     worker ids completed. A record docker cannot be asked about yet stays for the next call."""
-    from .staging import STAGING_SUFFIX, release
+    from ..core.tokens import worker_id_ok
 
     completed = []
     names = sorted(os.listdir(directory_path))
@@ -132,12 +132,28 @@ def sweep(launch, directory_path: str, own: str | None) -> list:
         path = f"{directory_path}/{name}"
         if name.startswith("."):
             _remove_if_unlocked(path)  # a record being written when its launch was killed
-        elif name.endswith(STAGING_SUFFIX):
-            if name[:-len(STAGING_SUFFIX)] not in names:
-                release(path)  # its launch finished its record but not this
-        elif _complete_abandoned(launch, path, name, OWN_WAIT_SECONDS if name == own else 0):
-            completed.append(name)
+        elif worker_id_ok(name):
+            if _complete_abandoned(launch, path, name, OWN_WAIT_SECONDS if name == own else 0):
+                completed.append(name)
+        elif name.split(".", 1)[0] not in names and not _live_legacy_launch(name):
+            _release_staging(path)  # its launch ended without releasing it
     return completed
+
+
+def _live_legacy_launch(name: str) -> bool:
+    """Staging of a launcher before this one, <id>.<pid>.<random>, whose pid still runs."""
+    parts = name.split(".")
+    return len(parts) == 3 and parts[1].isdigit() and os.path.exists(f"/proc/{parts[1]}")
+
+
+def _release_staging(path: str) -> None:
+    from .staging import release
+
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            release(path)
+    except OSError:
+        pass
 
 
 def _remove_if_unlocked(path: str) -> None:
@@ -155,21 +171,22 @@ def _remove_if_unlocked(path: str) -> None:
 
 
 def _complete_abandoned(launch, path: str, name: str, wait: float) -> bool:
-    from .staging import STAGING_SUFFIX, release
+    from .staging import STAGING_SUFFIX
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        if not _lock(fd, wait) or os.fstat(fd).st_nlink == 0:
-            return False  # still running, or completed by another call meanwhile
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _lock(fd, wait) or os.fstat(fd).st_nlink == 0:
+            return False  # not a record, still running, or completed by another call
         record = parse_record(os.pread(fd, 4096, 0))
         complete(launch, name, record.get("user"), record.get("cidfile"))
-        release(f"{path}{STAGING_SUFFIX}")
+        _release_staging(f"{path}{STAGING_SUFFIX}")
         os.unlink(path)
         return True
-    except LauncherError:
+    except (LauncherError, OSError):
         return False  # docker cannot answer now: the next call tries again
     finally:
         os.close(fd)
