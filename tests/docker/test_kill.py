@@ -82,6 +82,8 @@ def test_docker_launches_killed_at_random_points(dstorm):
             cidfile = workdir / "container.cid"
             figures["container with its cid file right after the kill"] += (
                 bool(state) and cidfile.exists())
+            if state and state[1] != "created":  # it ran: its cid file was there first
+                assert cidfile.read_text() == state[0], (delay, state)
             # Storm's next call for the worker: docker-wait (it blocks while the container runs).
             waiter = _start(dstorm.launcher, "run-docker-cmd", workdir,
                             dstorm.write_file(workdir / "docker-wait.sh", wait_line(wid)))
