@@ -141,6 +141,7 @@ def test_seccomp_profiles_docker_may_get(text):
     ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",'
      ' "args": [{"index": -1, "value": 0, "op": "SCMP_CMP_EQ"}]}]}', "whole number"),
     ('{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": true}', "whole number"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/agent.sock"}', "seccomp agent"),
 ])
 def test_seccomp_profiles_refused(text, why):
     problem = seccomp.profile_problem(text)

@@ -24,8 +24,10 @@ REFUSED_DEFAULTS = frozenset(("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY
 OPS = frozenset(("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
                  "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"))
 PROFILE_KEYS = {"defaultAction": "action", "defaultErrnoRet": "uint", "architectures": "strings",
-                "archMap": "archmap", "syscalls": "syscalls", "flags": "strings",
-                "listenerPath": "string", "listenerMetadata": "string"}
+                "archMap": "archmap", "syscalls": "syscalls", "flags": "strings"}
+# With a listener, runc (root) connects to a host socket the profile names and hands whoever
+# listens there the power to answer the worker's system calls (as the OCI side refuses it).
+LISTENER_KEYS = ("listenerPath", "listenerMetadata")
 SYSCALL_KEYS = {"name": "string", "names": "strings", "action": "action", "args": "args",
                 "comment": "string", "includes": "filter", "excludes": "filter",
                 "errnoRet": "uint"}
@@ -48,6 +50,9 @@ def profile_problem(text: str) -> str | None:
     except (ValueError, RecursionError):
         return "not valid JSON"
     try:
+        for key in LISTENER_KEYS:
+            if isinstance(document, dict) and key in document:
+                raise _Problem(f"$.{key}: a seccomp agent is not allowed")
         _object(document, "$", PROFILE_KEYS)
         if "defaultAction" not in document:
             raise _Problem("$.defaultAction is missing")
