@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.docker import TOPOLOGY, DockerStorm
+from support.docker import TOPOLOGY, DockerStorm, seccomp_profile
 from support.dockerd import docker
 from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.hostile import assert_one_line, assert_refused, run_as_supervisor
@@ -30,8 +30,7 @@ from support.syslog import SyslogReceiver, fields, parse
 
 WORKER = "#!/bin/bash\numask 0027\n{extra}echo up > {workdir}/up.out\nexec sleep 600\n"
 VERBS = ("profile-docker-container", "nsenter")
-MKDIR_DENIED = ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"],'
-                ' "action": "SCMP_ACT_ERRNO"}]}\n')
+MKDIR_DENIED = seccomp_profile(denied=("mkdir", "mkdirat"))  # docker-run refuses an allowing default
 
 
 @pytest.fixture(scope="session")

@@ -193,7 +193,7 @@ class DockerStorm:
             + (f"storm.oci.seccomp.profile: {self.seccomp}\n" if seccomp else "") + extra)
         os.chmod(self.policy, 0o644)
 
-    def port_dir(self, port: int = PORT) -> Path:
+    def make_port_dir(self, port: int = PORT) -> Path:
         """<artifacts root>/<topology>/<port>, made by Container.setup, then artifacts-dir."""
         path = self.artifacts / TOPOLOGY / str(port)
         if not path.exists():
@@ -216,7 +216,7 @@ class DockerStorm:
         user_file = self.local / "workers-users" / wid
         user_file.write_text(user)
         chown_supervisor(user_file)
-        (workdir / "artifacts").symlink_to(self.port_dir())
+        (workdir / "artifacts").symlink_to(self.make_port_dir())
         chown_supervisor(workdir / "artifacts")
         self.write_file(workdir / "storm-worker-script.sh", worker_script(
             ["/bin/sh", "-c", command.format(workdir=workdir)],
@@ -229,7 +229,7 @@ class DockerStorm:
         values = dict(
             wid=wid, uid=uid_of(user), groups=id_groups(user), image=self.image,
             cgroup_root=CGROUP_ROOT, storm_home=str(self.home), local_dir=str(self.local),
-            artifacts=str(self.port_dir()), nscd=str(self.nscd), shared=str(self.shared),
+            artifacts=str(self.make_port_dir()), nscd=str(self.nscd), shared=str(self.shared),
             cgroup_parent=CGROUP_PARENT, readonly=[str(self.etc)],
             seccomp=str(self.seccomp) if self.with_seccomp else None, cpu=150, memory_mb=256)
         values.update(options)
