@@ -206,3 +206,48 @@ def test_a_stopped_worker_started_again_by_hand_binds_nothing(dstorm):
     result = docker("start", wid, check=False)
     assert result.returncode != 0 and "/proc/" in result.stderr, result.stderr
     assert dstorm.state(wid)[1] in ("exited", "created")
+
+
+def test_the_audit_line_of_a_launch_a_refusal_and_a_killed_launch_completed(dstorm, tmp_path):
+    """One line per call: the docker sub-command, the container, the image, each docker
+    child's status; a policy refusal is refused(policy); the call that completes a killed
+    launch says so."""
+    from support.syslog import SyslogReceiver, fields
+
+    receiver = SyslogReceiver(tmp_path)
+    try:
+        wid, workdir = dstorm.worker()
+        command = dstorm.write_file(workdir / "docker-run.sh", dstorm.storm_run_line(wid))
+        result = receiver.run(dstorm.launcher, USER, "launch-docker-container", workdir, command)
+        assert result.returncode == 0, result.stderr
+        [line] = receiver.lines(f"ARGS={workdir} {command}")
+        found = fields(line)
+        assert (found["VERB"], found["OUTCOME"], found["EXIT"]) == ("docker-run", "ok", "0")
+        assert (found["DOCKER"], found["CONTAINER"], found["IMAGE"]) == ("run", wid, dstorm.image)
+        assert found["CHILD"] == "docker create:0,docker start:0"
+        other, other_dir = dstorm.worker()
+        refused = dstorm.write_file(other_dir / "docker-run.sh",
+                                    dstorm.storm_run_line(other, image="busybox:latest"))
+        result = receiver.run(dstorm.launcher, USER, "launch-docker-container", other_dir,
+                              refused)
+        assert result.returncode == 40
+        [line] = receiver.lines(f"ARGS={other_dir} {refused}")
+        assert fields(line)["OUTCOME"] == "refused(policy)" and "CHILD" not in fields(line)
+        # A launch killed after docker create: the next call's line names what it completed.
+        docker_dir = dstorm.launcher.run_root / "docker"
+        record = docker_dir / other
+        record.write_text(f"user={USER}\ncidfile={other_dir}/container.cid\n")
+        os.chmod(record, 0o600)
+        docker("create", "--name", other, dstorm.image, "true")
+        ps = dstorm.write_file(other_dir / "docker-ps.sh",
+                               f"ps --filter=name={other} --quiet=true")
+        result = receiver.run(dstorm.launcher, USER, "run-docker-cmd", other_dir, ps)
+        assert result.returncode == 0, result.stderr
+        [line] = receiver.lines(f"ARGS={other_dir} {ps}")
+        found = fields(line)
+        assert found["COMPLETED"] == other and found["DOCKER"] == "ps"
+        assert found["CHILD"] == "docker inspect:0,docker rm:0,docker ps:0"
+        assert not dstorm.exists(other) and os.listdir(docker_dir) == []
+        assert len((other_dir / "container.cid").read_text()) == 64
+    finally:
+        receiver.close()

@@ -1,5 +1,6 @@
 """The docker client, as root, through privileged.spawn: argv only, a fixed environment, a new
-session. Its exit status is reported as docker's (a signal N as 128 + N)."""
+session. Its exit status is reported as docker's (a signal N as 128 + N), and each run is
+recorded for the audit line as `docker <sub-command>`."""
 
 from __future__ import annotations
 
@@ -20,17 +21,23 @@ def run(launch, args: list, stdout: int = 1, fds=()) -> int:
     its 3, 4, ...; returns its exit status."""
     from ..privileged import spawn
 
+    from ..core import audit
+
     docker = launch.config.docker_binary
     try:
-        return _status(spawn.run([docker, *args], stdout=stdout, env=DOCKER_ENV, fds=fds))
+        code = spawn.run([docker, *args], stdout=stdout, env=DOCKER_ENV, fds=fds)
     except OSError as err:
         raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                             f"cannot execute {docker}: {os_error_text(err)}") from None
+    audit.child_exit(f"docker {args[0]}", code)
+    return _status(code)
 
 
 def query(launch, args: list, fds=()) -> tuple:
     """(exit status, stdout, stderr) of docker `args`, both outputs captured."""
     from ..privileged import spawn
+
+    from ..core import audit
 
     docker = launch.config.docker_binary
     try:
@@ -38,6 +45,7 @@ def query(launch, args: list, fds=()) -> tuple:
     except OSError as error:
         raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                             f"cannot execute {docker}: {os_error_text(error)}") from None
+    audit.child_exit(f"docker {args[0]}", code)
     return _status(code), out, err
 
 
