@@ -42,10 +42,10 @@ def test_docker_success_and_failure(dstorm, receiver):
     logged(receiver, str(path), command="run-docker-cmd", verb="docker-run", outcome="ok",
            exit=0)
     # docker's own failure (no such container): its status is the launcher's
-    result, path = run(receiver, dstorm, "run-docker-cmd", workdir,
-                       f"inspect --format='{{{{.State.Status}}}}' {wid}")
+    result, path = run(receiver, dstorm, "run-docker-cmd", workdir, f"rm {wid}")
     assert result.returncode == 1, result.stderr
-    logged(receiver, str(path), verb="docker-run", outcome="failed", exit=1)
+    logged(receiver, str(path), verb="docker-run", outcome="failed", exit=1,
+           child="docker rm:1")
 
 
 def test_rejected_command_and_policy_refusal(dstorm, receiver):
