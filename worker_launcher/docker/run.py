@@ -193,7 +193,7 @@ def run_container(launch, request, host: Host, directory: str) -> int:
     record = handoff.Pending.create(directory, request.name, launch.user.name, request.cidfile)
     started = False
     try:
-        stage, paths = staging.stage(directory, request.name, host.sources)
+        stage, paths = staging.stage(directory, request.name, host.sources, keep=(record.fd,))
         try:
             fds = (record.fd,) if host.seccomp_fd is None else (record.fd, host.seccomp_fd)
             code, cid = create(launch, create_tokens(request, paths, host.seccomp_fd), fds)

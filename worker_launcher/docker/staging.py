@@ -13,9 +13,10 @@ very object:
   namespace, and the kernel dissolves the tree when the launcher exits, SIGKILL included.
   Needs Linux 6.15+ (runc binds from it in the container's new mount namespace) and the
   launcher in the initial pid namespace (dockerd reads /proc with host pids).
-- otherwise `<run root>/docker/<worker id>.staging/<n>`: a bind of the object in a root-only
-  directory, detached once docker has started the container; a launch killed in between
-  leaves it until the next docker call (handoff.sweep).
+- otherwise (older kernels, e.g. RHEL 8 and 9) `<run root>/docker/<worker id>.staging/<n>`:
+  a bind of the object in a root-only directory, detached once docker has started the
+  container; a guard process releases it the moment the launcher ends, whatever killed
+  it, and the next docker call (handoff.sweep) would clear anything left.
 """
 
 from __future__ import annotations
@@ -137,9 +138,12 @@ def in_initial_pid_namespace() -> bool:
         return False
 
 
-def stage(directory: str, name: str, sources: list) -> tuple:
+def stage(directory: str, name: str, sources: list, keep=()) -> tuple:
     """Stage every (fd, resolved path) of `sources`; returns (staging, paths for docker).
-    Detached when the kernel and the pid namespace allow it, else in the run root."""
+    Detached when the kernel and the pid namespace allow it, else in the run root, with a
+    guard process (privileged.spawn.guard) that releases the staging the moment this
+    launcher ends, killed or not; it holds the descriptors in `keep` (the launch's record
+    lock) until it has, so no later call sees the record free before the staging is gone."""
     if in_initial_pid_namespace():
         staging = None
         try:
@@ -148,7 +152,10 @@ def stage(directory: str, name: str, sources: list) -> tuple:
         except OSError:  # before Linux 6.15 (or without fsopen): stage in the run root
             if staging is not None:
                 staging.close()
+    from ..privileged import spawn
+
     staging = HostStaging(directory, name)
+    spawn.guard(lambda: release(staging.path), keep)
     try:
         return staging, [staging.stage(fd, real) for fd, real in sources]
     except BaseException:

@@ -137,3 +137,42 @@ def _poll_exit(pid: int, timeout):
         raise
     _kill_and_reap(pid)
     return None
+
+
+_GUARD_PIPES = []  # write ends of guards' pipes: held until this process ends
+
+
+def guard(cleanup, keep=()) -> None:
+    """Fork a guard that runs `cleanup()` once this process has ended, however it ended
+    (SIGKILL included), then exits. It waits for end-of-file on a pipe whose only write end
+    this process holds (close-on-exec: no child inherits it). The guard keeps nothing but
+    that pipe and the descriptors in `keep` (e.g. a lock that must stay held until the
+    cleanup is done); it runs in a session of its own, ignores the cancel signals and
+    cannot be reached by the caller (all its ids are root)."""
+    import signal
+
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        _GUARD_PIPES.append(write_end)
+        return
+    try:
+        os.setsid()
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(number, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # the caller's pipes see end-of-file when the launcher ends
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != read_end and fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        while os.read(read_end, 1):
+            pass
+        cleanup()
+    finally:
+        os._exit(0)
