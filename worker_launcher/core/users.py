@@ -19,10 +19,10 @@ def valid_user_name(name: str) -> bool:
 
 
 class TargetUser:
-    __slots__ = ("name", "identity", "home")
+    __slots__ = ("name", "identity")
 
-    def __init__(self, name: str, identity: Identity, home: str):
-        self.name, self.identity, self.home = name, identity, home
+    def __init__(self, name: str, identity: Identity):
+        self.name, self.identity = name, identity
 
 
 def user_problem(name: str, uid: int | None, min_user_id: int, banned: frozenset) -> str | None:
@@ -50,4 +50,4 @@ def lookup(name: str, min_user_id: int, banned: frozenset) -> TargetUser:
     problem = user_problem(name, entry.pw_uid if entry else None, min_user_id, banned)
     if problem:
         raise LauncherError(ExitCode.INVALID_USER_NAME, problem)
-    return TargetUser(name, Identity.of_user(entry.pw_uid, entry.pw_gid, name), entry.pw_dir)
+    return TargetUser(name, Identity.of_user(entry.pw_uid, entry.pw_gid, name))

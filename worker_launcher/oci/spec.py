@@ -52,8 +52,8 @@ class Expect:
 class OciSpec:
     """The validated launch request. Host paths are normalized, not yet resolved."""
 
-    __slots__ = ("username", "container_id", "port", "worker_id", "workdir", "pid_file",
-                 "script", "layers", "keep_count", "mounts", "args", "env", "cwd",
+    __slots__ = ("container_id", "port", "worker_id", "workdir", "pid_file",
+                 "script", "layers", "mounts", "args", "env", "cwd",
                  "cgroups_path", "resources", "seccomp")
 
     def __init__(self, **values):
@@ -104,14 +104,15 @@ def parse(document, expect: Expect) -> OciSpec:
         raise refuse("$.ociRuntimeConfig.process.args", "must end with bash and the "
                                                         "containerScriptPath")
     pid_file = path(top["pidFile"], "$.pidFile")  # where: judged on the host (request.py)
-    # Jackson omits reapLayerKeepCount when it is 0 (NON_DEFAULT), so absent means 0.
-    keep = integer(top.get("reapLayerKeepCount", 0), "$.reapLayerKeepCount", 0, 2**31 - 1)
+    # Jackson omits reapLayerKeepCount when it is 0 (NON_DEFAULT), so absent means 0; the
+    # keep count that counts is reap-oci-container's argument, this one is only checked.
+    integer(top.get("reapLayerKeepCount", 0), "$.reapLayerKeepCount", 0, 2**31 - 1)
     linux = _linux(runtime["linux"], "$.ociRuntimeConfig.linux", container_id,
                    expect.cgroup_parent)
     return OciSpec(
-        username=expect.username, container_id=container_id, port=port, worker_id=worker_id,
+        container_id=container_id, port=port, worker_id=worker_id,
         workdir=workdir, pid_file=pid_file, script=script, layers=_layers(top["layers"]),
-        keep_count=keep, cwd=process["cwd"], args=process["args"], env=process["env"],
+        cwd=process["cwd"], args=process["args"], env=process["env"],
         mounts=_mounts(runtime["mounts"], "$.ociRuntimeConfig.mounts", workdir,
                        expect.cgroup_root),
         cgroups_path=linux["cgroupsPath"], resources=linux["resources"],

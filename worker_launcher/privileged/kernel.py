@@ -103,11 +103,6 @@ def loop_backing(loop_fd: int) -> tuple:
     return device[0], inode[0], flags[0]
 
 
-def detach_loop(loop_fd: int) -> None:
-    if lib.wl_loop_clear(loop_fd) != 0:
-        raise _error("LOOP_CLR_FD")
-
-
 def detached_tmpfs() -> int:
     """A new tmpfs, root-only, nosuid/nodev/noexec, mounted nowhere (fsopen + fsmount): the
     returned descriptor is the one way to reach it; closing the last one dissolves it."""

@@ -26,9 +26,6 @@ import os
 
 from ..core import interrupts
 
-SAFE_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-
-
 def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
         timeout=None, fds=(), umask=None):
     """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
