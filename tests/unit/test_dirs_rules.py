@@ -10,7 +10,6 @@ from worker_launcher import commands
 from worker_launcher.core.errors import ExitCode, LauncherError
 from worker_launcher.paths import resolve as pathwalk, tree as dirtree
 from worker_launcher.privileged import ownership
-from worker_launcher.classic.signals import parse_c_long
 
 
 @pytest.mark.parametrize("mode, writable, setgid, want", [
@@ -50,15 +49,6 @@ def test_only_root_planted_links_are_trusted():
     assert not pathwalk.trusted_link(_st(0, stat.S_IFLNK | 0o777), _st(0, stat.S_IFDIR | 0o1777))
     assert not pathwalk.trusted_link(_st(0, stat.S_IFLNK | 0o777), _st(0, stat.S_IFDIR | 0o775))
     assert not pathwalk.trusted_link(_st(0, stat.S_IFLNK | 0o777), _st(1901, stat.S_IFDIR | 0o755))
-
-
-@pytest.mark.parametrize("text, want", [
-    ("15", 15), ("+15", 15), ("-1", -1), ("  42", 42), ("\t7", 7), ("0", 0), ("007", 7),
-    ("", None), (" ", None), ("-", None), ("1_000", None), ("12x", None), ("1.5", None),
-    ("42 ", None), ("0x10", None), ("TERM", None), ("١٢", None),
-])
-def test_parse_c_long(text, want):
-    assert parse_c_long(text) == want
 
 
 def test_prepare_workdir_signature_is_stable():

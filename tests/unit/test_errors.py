@@ -1,4 +1,6 @@
-from worker_launcher.core.errors import exit_code_names
+"""The exit codes (a contract with Storm) and the one-line messages."""
+
+from worker_launcher.core.errors import MAX_MESSAGE_CHARS, exit_code_names, one_line
 
 # Storm's worker-launcher.h numbers plus the container ones; these are a contract.
 STORM_CODES = {
@@ -16,3 +18,13 @@ STORM_CODES = {
 
 def test_exit_codes_are_frozen():
     assert exit_code_names() == dict(STORM_CODES, OK=0)
+
+
+def test_one_line_escapes_line_breaks_and_terminal_controls():
+    assert one_line("a\nb\rc\x1b[2Jd\u2028e") == "a\\nb\\rc\\x1b[2Jd\\u2028e"
+    assert one_line("/storm/local/wid: No such file") == "/storm/local/wid: No such file"
+
+
+def test_one_line_is_bounded():
+    line = one_line("x" * 200_000)
+    assert len(line) < MAX_MESSAGE_CHARS + 40 and line.endswith("(199000 more characters)")

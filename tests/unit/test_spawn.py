@@ -1,7 +1,9 @@
-"""privileged.spawn's additions for the profile verbs: further descriptors as 3, 4, ...,
-the child's umask, and output() capturing a child's stdout and stderr."""
+"""privileged.spawn, the one way to start a root child: the wait through a pidfd (exit codes,
+signals, the time limit: the child is killed and reaped, never left behind), further
+descriptors as 3, 4, ..., the child's umask, and output() capturing stdout and stderr."""
 
 import os
+import shutil
 
 from worker_launcher.privileged import spawn
 
@@ -52,3 +54,34 @@ def test_output_captures_both_streams_and_the_exit_code():
     assert (code, out, err) == (3, b"out\n", b"err\n")
     code, out, _ = spawn.output([SH, "-c", "head -c 5000 /dev/zero"], limit=100)
     assert code == 0 and len(out) == 100
+
+
+def start(*argv) -> int:
+    program = shutil.which(argv[0])
+    return os.posix_spawn(program, [program, *argv[1:]], {})
+
+
+def test_exit_codes_and_signals():
+    assert spawn.wait_exit(start("true"), 10) == 0
+    assert spawn.wait_exit(start("sh", "-c", "exit 7"), 10) == 7
+    assert spawn.wait_exit(start("sh", "-c", "kill -9 $$"), 10) == -9
+
+
+def test_time_limit_kills_and_reaps_the_child():
+    pid = start("sleep", "30")
+    assert spawn.wait_exit(pid, 0.1) is None
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # already reaped: nothing is left behind
+    else:
+        raise AssertionError(f"child {pid} was not reaped")
+
+
+def test_kernels_without_pidfd_poll_instead(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    assert spawn.wait_exit(start("sh", "-c", "exit 3"), 10) == 3
+    assert spawn.wait_exit(start("sleep", "30"), 0.1) is None

@@ -1,30 +1,22 @@
-"""Pure parts of the fixes the adversarial suite led to (see SECURITY.md, findings)."""
+"""Pure parts of `signal`: Storm's strtol rule for its arguments, and pid 1 never meaning
+"every process of the user"."""
 
 import errno
 
 import pytest
 
-from worker_launcher.core import identity as privileges
-from worker_launcher.core.errors import MAX_MESSAGE_CHARS, ExitCode, LauncherError, one_line
 from worker_launcher.classic import signals
+from worker_launcher.classic.signals import parse_c_long
+from worker_launcher.core.errors import ExitCode, LauncherError
 
 
-def test_one_line_escapes_line_breaks_and_terminal_controls():
-    assert one_line("a\nb\rc\x1b[2Jd\u2028e") == "a\\nb\\rc\\x1b[2Jd\\u2028e"
-    assert one_line("/storm/local/wid: No such file") == "/storm/local/wid: No such file"
-
-
-def test_one_line_is_bounded():
-    line = one_line("x" * 200_000)
-    assert len(line) < MAX_MESSAGE_CHARS + 40 and line.endswith("(199000 more characters)")
-
-
-@pytest.mark.parametrize("text, limits", [
-    ("7=1024,1=inf,3=8388608", ((7, 1024), (1, -1), (3, 8388608))),
-    ("", ()), ("7=", ()), ("7=x", ()), ("=5", ()), ("7=-2", ()), ("-1=5", ()), ("7=1,,1=2", ()),
+@pytest.mark.parametrize("text, want", [
+    ("15", 15), ("+15", 15), ("-1", -1), ("  42", 42), ("\t7", 7), ("0", 0), ("007", 7),
+    ("", None), (" ", None), ("-", None), ("1_000", None), ("12x", None), ("1.5", None),
+    ("42 ", None), ("0x10", None), ("TERM", None), ("١٢", None),
 ])
-def test_parse_caller_limits(text, limits):
-    assert privileges.parse_caller_limits(text) == limits
+def test_parse_c_long(text, want):
+    assert parse_c_long(text) == want
 
 
 class FakeKill:
