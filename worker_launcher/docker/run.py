@@ -2,7 +2,7 @@
 
 The command file is read with the supervisor account's rights and validated token by token
 (command_line.py) before anything runs. Then the checks that need the file system: bind
-sources located by descriptor and allowed by the policy (staging.open_source), the seccomp
+sources located by descriptor and allowed by the policy (paths.sources), the seccomp
 profile (seccomp.py), the image policy. Docker runs as root (topology users need no access to
 docker) through client.py; its stdout and stderr are ours, and so is its exit status.
 
@@ -19,6 +19,7 @@ import stat
 
 from ..core.errors import ExitCode, LauncherError, by_policy
 from ..paths import files
+from ..paths.sources import open_bind_source
 from . import command_line, handoff
 
 
@@ -107,8 +108,6 @@ def check_host(launch, request, path: str) -> Host:
     host = Host()
     if request.subcommand != "run":
         return host
-    from . import staging
-
     reject = command_line.reject
     if not launch.policy.image_allowed(request.image):
         raise by_policy(reject(path, request.image,
@@ -117,11 +116,13 @@ def check_host(launch, request, path: str) -> Host:
     try:
         host.seccomp_fd = seccomp_profile(launch, request, path)
         for source, destination, writable in request.binds:
-            fd, real, policy_refusal = staging.open_source(launch, source, writable)
-            if fd is None:
+            try:
+                fd, real = open_bind_source(launch.policy, launch.caller, source, writable)
+            except LauncherError as err:
                 spec = f"-v {source}:{destination}{'' if writable else ':ro'}"
-                error = reject(path, spec, real)
-                raise by_policy(error) if policy_refusal else error
+                error = reject(path, spec, err.message)
+                error.outcome = err.outcome
+                raise error from None
             host.sources.append((fd, real))
     except BaseException:
         host.close()

@@ -22,47 +22,11 @@ very object:
 from __future__ import annotations
 
 import os
-import stat
 
-from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
 
 STAGING_SUFFIX = ".staging"
 INIT_PID_NAMESPACE = 0xEFFFFFFC  # PROC_PID_INIT_INO: the inode of the initial pid namespace
-
-
-def open_source(launch, source: str, writable: bool) -> tuple:
-    """(O_PATH fd, resolved path, False) of a bind source, or (None, why it is refused,
-    whether the policy refused it): judged by the policy as named and as found, located with
-    the supervisor account's rights."""
-    from ..paths import resolve
-
-    policy = launch.policy
-    refusal = policy.bind_refusal(source, writable)  # as named: the clearest line
-    if refusal:
-        return None, refusal, True
-    # Storm binds the cgroup root (a pseudo file system) read-only: only that one, as named.
-    pseudo_ok = not writable and source == policy.cgroup_root
-    try:
-        with identity.acting_as(launch.caller):
-            entry = resolve.locate(source, pseudo_ok=pseudo_ok)
-    except LauncherError as err:
-        return None, err.message, False
-    try:
-        if entry.st is None:
-            return None, f"{source} does not exist", False
-        if stat.S_ISLNK(entry.st.st_mode):
-            return None, f"{source} is a symlink", False
-        refusal = policy.bind_refusal(entry.path, writable)  # as found
-        if refusal:
-            return None, refusal, True
-        try:
-            with identity.acting_as(launch.caller):
-                return resolve.open_entry(entry, os.O_PATH), entry.path, False
-        except LauncherError as err:
-            return None, err.message, False
-    finally:
-        entry.close()
 
 
 class DetachedStaging:

@@ -6,7 +6,7 @@ import os
 import stat
 
 from ..core import identity
-from ..core.errors import LauncherError, by_policy, os_error_text
+from ..core.errors import LauncherError, os_error_text
 from ..paths import resolve
 from .spec_rules import refuse
 
@@ -87,27 +87,14 @@ def _layer(launch, path: str, store, where: str) -> int:
 
 
 def bind_source(launch, mount, index: int) -> int:
-    """The host object to bind, as an O_PATH fd (binds.stage pins it for runc): located with
-    the supervisor's rights (trusted root symlinks only), then allowed by the policy as
-    found: the decision is on the canonical path of the very entry that is opened."""
-    where = f"$.ociRuntimeConfig.mounts[{index}].source"
-    policy = launch.policy
-    # Storm binds its cgroup root (a pseudo file system) read-only: only that one, as named.
-    pseudo_ok = not mount.writable and mount.source == policy.cgroup_root
+    """The host object to bind, as an O_PATH fd (binds.stage pins it for runc): see
+    paths.sources, located with the supervisor account's rights."""
+    from ..paths.sources import open_bind_source
+
     try:
-        with identity.acting_as(launch.caller):
-            entry = resolve.locate(mount.source, pseudo_ok=pseudo_ok)
+        fd, _ = open_bind_source(launch.policy, launch.caller, mount.source, mount.writable)
     except LauncherError as err:
-        raise refuse(where, err.message) from None
-    try:
-        if entry.st is None:
-            raise refuse(where, f"{mount.source} does not exist")
-        if stat.S_ISLNK(entry.st.st_mode):
-            raise refuse(where, f"{mount.source} is a symlink")
-        refusal = policy.bind_refusal(entry.path, mount.writable)
-        if refusal:
-            raise by_policy(refuse(where, refusal))
-        with identity.acting_as(launch.caller):
-            return resolve.open_entry(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    finally:
-        entry.close()
+        refused = refuse(f"$.ociRuntimeConfig.mounts[{index}].source", err.message)
+        refused.outcome = err.outcome
+        raise refused from None
+    return fd
