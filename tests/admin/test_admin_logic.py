@@ -6,6 +6,7 @@ import pytest
 from worker_launcher.admin import keys, options, state
 from worker_launcher.core import policy
 from worker_launcher.core.errors import LauncherError
+from worker_launcher.oci import mountinfo
 
 
 @pytest.mark.parametrize("argv, parsed", [
@@ -101,8 +102,8 @@ MOUNTINFO = """\
 
 
 def test_mountinfo_and_what_a_bind_shows():
-    mounts = state.parse_mountinfo(MOUNTINFO)
-    by_point = {m.point: m for m in mounts}
+    mounts = mountinfo.parse(MOUNTINFO)
+    by_point = {m.mount_point: m for m in mounts}
     bind = by_point["/run/wl/6700-c1/binds/0"]
     assert bind.root == "/var/storm/workers/w 1"
     assert state.shown_path(bind, mounts, "/run/wl") == "/var/storm/workers/w 1"
@@ -119,7 +120,7 @@ def test_run_root_reading_and_orphans(tmp_path):
     loops = {"/dev/loop0": "/img/a.sqsh", "/dev/loop1": "/img/b.sqsh (deleted)",
              "/dev/loop7": "/elsewhere.img"}
     runc = {"6700-c1": {"pid": 5, "status": "running", "rootfs": f"{root}/6700-c1/rootfs"}}
-    found = state.collect(str(root), state.parse_mountinfo(text), loops, runc.get)
+    found = state.collect(str(root), mountinfo.parse(text), loops, runc.get)
     containers = {c["id"]: c for c in found["containers"]}
     assert set(containers) == {"6700-c1", "6701-c2"}  # not layers, stray or unrelated
     assert not containers["6700-c1"]["orphaned"]

@@ -15,75 +15,32 @@ of these. Storm's own reap-oci-container removes each of them safely.
 import os
 
 from ..core.errors import ExitCode, LauncherError
+from ..oci import mountinfo
 
 RUNC_ROOT = "/run/runc"  # runc's state directory when run by root without --root
 LAYERS = "layers"
 CONTAINER_ENTRIES = ("rootfs", "upper", "work", "binds")
 
 
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    out, index = [], 0
-    while index < len(field):
-        if field[index] == "\\" and field[index + 1:index + 4].isdigit():
-            out.append(chr(int(field[index + 1:index + 4], 8)))
-            index += 4
-        else:
-            out.append(field[index])
-            index += 1
-    return "".join(out)
-
-
-class Mount:
-    __slots__ = ("device", "root", "point", "fstype", "source", "options")
-
-    def __init__(self, device, root, point, fstype, source, options):
-        self.device, self.root, self.point = device, root, point
-        self.fstype, self.source, self.options = fstype, source, options
-
-    def lower_dirs(self) -> list:
-        dirs = []
-        for option in self.options.split(",") if self.fstype == "overlay" else ():
-            key, _, value = option.partition("=")
-            if key == "lowerdir":
-                dirs += [part for part in value.split(":") if part]
-            elif key == "lowerdir+":
-                dirs.append(value)
-        return dirs
-
-
-def parse_mountinfo(text: str) -> list:
-    mounts = []
-    for line in text.splitlines():
-        before, sep, after = line.partition(" - ")
-        fields, tail = before.split(" "), after.split(" ")
-        if sep and len(fields) >= 5 and len(tail) >= 3:
-            mounts.append(Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]), tail[0],
-                                _unescape(tail[1]), _unescape(tail[2])))
-    return mounts
-
-
-def shown_path(mount: Mount, mounts: list, run_root: str) -> str:
+def shown_path(mount, mounts: list, run_root: str) -> str:
     """The host path a bind mount shows: the mount point of the same file system (outside
     the run root) whose root holds the bind's root, plus the rest of the bind's root. The
     widest view wins (the file system's own mount over binds of its parts, which may be
     another launcher's binds), then the shortest mount point."""
     best = None
     for other in mounts:
-        if other.device != mount.device or other is mount or _below(other.point, run_root):
+        if other.device != mount.device or other is mount or _below(other.mount_point, run_root):
             continue
         if _below(mount.root, other.root) and (
-                best is None or (len(other.root), len(other.point)) < (len(best.root),
-                                                                       len(best.point))):
+                best is None or (len(other.root), len(other.mount_point)) < (len(best.root),
+                                                                       len(best.mount_point))):
             best = other
     if best is None:
         return f"{mount.root} on device {mount.device}"
     if mount.root == best.root:
-        return best.point
+        return best.mount_point
     rest = mount.root[len(best.root.rstrip("/")):]
-    return (best.point.rstrip("/") + rest) or "/"
+    return (best.mount_point.rstrip("/") + rest) or "/"
 
 
 def _below(path: str, top: str) -> bool:
@@ -160,7 +117,7 @@ def _names(path: str) -> list:
 def collect(run_root: str, mounts: list, loops: dict, runc) -> dict:
     """The state of `run_root`: containers, layers, other mounts, loop devices, orphans.
     `runc` maps a container id to runc_state()'s answer; `runc_known` ids come from runc."""
-    by_point = {mount.point: mount for mount in mounts}  # the top mount at each point
+    by_point = {mount.mount_point: mount for mount in mounts}  # the top mount at each point
     claimed = set()
     layers = []
     for name in _dirs(f"{run_root}/{LAYERS}"):
@@ -169,7 +126,7 @@ def collect(run_root: str, mounts: list, loops: dict, runc) -> dict:
         layer = {"name": name, "path": f"{directory}/mnt", "mounted": mount is not None,
                  "device": None, "backing_file": None, "backing_deleted": False, "users": []}
         if mount is not None:
-            claimed.add(mount.point)
+            claimed.add(mount.mount_point)
             layer["device"] = mount.source
             backing = loops.get(mount.source)
             layer["backing_file"] = backing
@@ -193,9 +150,9 @@ def _container(name, directory, entries, mounts, by_point, run_root, state, laye
     container = {"id": name, "path": directory, "runc": state, "rootfs": None, "binds": [],
                  "orphaned": False, "problems": []}
     if rootfs is not None:
-        claimed.add(rootfs.point)
+        claimed.add(rootfs.mount_point)
         lower = rootfs.lower_dirs()
-        container["rootfs"] = {"path": rootfs.point, "fstype": rootfs.fstype, "layers": [
+        container["rootfs"] = {"path": rootfs.mount_point, "fstype": rootfs.fstype, "layers": [
             layer_by_path[path]["name"] if path in layer_by_path else path for path in lower]}
         for path in lower:
             if path in layer_by_path:
@@ -231,11 +188,11 @@ def _finish(run_root, containers, layers, mounts, claimed, loops) -> dict:
         else:
             layer["problem"] = None
         layer["orphaned"] = layer["problem"] is not None
-    other = [{"path": m.point, "fstype": m.fstype, "source": m.source,
+    other = [{"path": m.mount_point, "fstype": m.fstype, "source": m.source,
               "shows": shown_path(m, mounts, run_root) if m.fstype not in ("overlay", "squashfs")
               else m.source}
-             for m in mounts if _below(m.point, run_root) and m.point not in claimed
-             and m.point != run_root]
+             for m in mounts if _below(m.mount_point, run_root) and m.mount_point not in claimed
+             and m.mount_point != run_root]
     sources = {mount.source for mount in mounts}
     unmounted_loops = [{"device": device, "backing_file": backing}
                        for device, backing in sorted(loops.items()) if device not in sources]
@@ -271,9 +228,10 @@ def runc_without_directory(run_root: str, state: dict) -> list:
 
 
 def snapshot(run_root: str) -> dict:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-        mounts = parse_mountinfo(handle.read())
-    real_root = os.path.realpath(run_root)
+    mounts = mountinfo.read()
+    from ..paths import resolve
+
+    real_root = resolve.canonical(run_root)  # root-made symlinks only
     state = collect(real_root, mounts, loop_devices(), runc_state)
     state["runc_without_directory"] = runc_without_directory(real_root, state)
     return state

@@ -160,7 +160,7 @@ def _path_value(path: str, key: str, value, base: str | None) -> str:
 
 def from_mapping(data, path: str, run_root: str, resolve=lambda p: p) -> Policy:
     """Build a Policy from the parsed YAML document. `resolve` maps configured paths to
-    their real location (os.path.realpath when loading; identity in unit tests)."""
+    real location (paths.resolve.canonical when loading; identity in unit tests)."""
     if not isinstance(data, dict):
         raise _fail(path, "the document must be a mapping of storm.yaml keys")
     for key in PATH_KEYS:
