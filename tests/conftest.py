@@ -14,7 +14,9 @@ import pytest
 
 from support.env import TEST_ROOT, Installed, ensure_accounts, install_into, require
 from support.hostile import Victims
+from support.oci import Oci, build_image, require_oci_tools
 from support.storm import Storm
+from support.syslog import SyslogReceiver
 
 
 @pytest.fixture
@@ -80,3 +82,31 @@ def storm(launcher):
 @pytest.fixture
 def victims(storm):
     return Victims(storm)
+
+
+@pytest.fixture(scope="session")
+def image(installed):
+    """A 3-layer busybox squashfs image in a layer store of the install (tests/support/oci)."""
+    require_oci_tools()
+    directory = Path(tempfile.mkdtemp(prefix="image-", dir=installed.prefix))
+    os.chmod(directory, 0o755)
+    return build_image(directory)
+
+
+@pytest.fixture
+def oci(launcher, storm, image):
+    """Storm's worker layout for runc, its requests and a clean-up that leaves nothing."""
+    env = Oci(launcher, storm, image)
+    try:
+        yield env
+    finally:
+        env.cleanup()
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    """A real syslog socket where the launcher's audit lines land (tests/support/syslog)."""
+    os.chmod(tmp_path, 0o755)
+    log = SyslogReceiver(tmp_path)
+    yield log
+    log.close()

@@ -15,11 +15,15 @@ def state(launcher, *args) -> dict:
     return json.loads(result.stdout)
 
 
-def test_empty_run_root(launcher):
+def test_empty_run_root(launcher, tmp_path):
+    run_root = launcher.prefix / f"empty-run-{tmp_path.name}"  # not the one other tests share
+    run_root.mkdir(mode=0o700)
+    launcher.write_config({"worker.launcher.oci.run-root": str(run_root)})
     result = launcher.run("--list-state")
+    run_root.rmdir()
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"run root {launcher.run_root}"
+    assert lines[0] == f"run root {run_root}"
     assert "containers: 0" in lines and lines[-1].startswith("summary: 0 containers")
 
 

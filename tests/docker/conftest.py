@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from support.docker import DockerStorm
-from support.dockerd import IMAGE, answers, import_image, start
+from support.dockerd import IMAGE, import_image, running
 from support.env import require
 from support.rootfs import busybox_available
 
@@ -18,21 +17,10 @@ from support.rootfs import busybox_available
 @pytest.fixture(scope="session")
 def dockerd():
     """A daemon that answers, with the test image imported. Yields the image name."""
-    require(os.geteuid() == 0, "tests must run as root")
-    require(shutil.which("docker") is not None and shutil.which("dockerd") is not None,
-            "docker.io is not installed")
     require(busybox_available(), "busybox-static is not installed")
-    started = None if answers() else start()
-    try:
+    with running():
         import_image()
         yield IMAGE
-    finally:
-        if started is not None:
-            started.send_signal(signal.SIGTERM)
-            try:
-                started.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                started.kill()
 
 
 @pytest.fixture

@@ -1,23 +1,13 @@
 """The audit line of the docker verbs (Storm's names and ours, docker-run) for a success, a
 rejected command, a policy refusal and docker's own failure, with a real syslog socket."""
 
-import os
 
-import pytest
 
 from support.env import SUPERVISOR, uid_of
-from support.syslog import SyslogReceiver, fields
+from support.syslog import fields
 
 USER = "wlalice"
 CALLER = {"CALLER": SUPERVISOR, "UID": str(uid_of(SUPERVISOR)), "USER": USER}
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    log = SyslogReceiver(tmp_path)
-    yield log
-    log.close()
 
 
 def logged(receiver, marker: str, **wanted) -> dict:

@@ -13,17 +13,9 @@ import pytest
 
 from support.env import SUPERVISOR, USER, uid_of
 from support.hostile import supervisor_file
-from support.syslog import AUTHPRIV, NOTICE, WARNING, SyslogReceiver, fields, parse
+from support.syslog import AUTHPRIV, NOTICE, WARNING, fields, parse
 
 CALLER = {"CALLER": SUPERVISOR, "UID": str(uid_of(SUPERVISOR))}
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    log = SyslogReceiver(tmp_path)
-    yield log
-    log.close()
 
 
 def one_line(receiver, marker: str) -> dict:
@@ -31,7 +23,7 @@ def one_line(receiver, marker: str) -> dict:
     logged = receiver.lines(marker)
     assert len(logged) == 1, logged
     priority, text = parse(logged[0])
-    assert f"worker-launcher[" in text
+    assert "worker-launcher[" in text
     found = fields(logged[0])
     assert priority == AUTHPRIV | (NOTICE if found["OUTCOME"] == "ok" else WARNING)
     return found
@@ -177,7 +169,7 @@ def test_refusals_before_the_config_is_read(launcher, storm, receiver):
     finally:
         os.chmod(launcher.binary, mode)
     assert result.returncode == 22
-    found = one_line(receiver, f"COMMAND=rmr ; OUTCOME")
+    found = one_line(receiver, "COMMAND=rmr ; OUTCOME")
     expect(found, user=USER, command="rmr", outcome="refused", exit=22, args=target)
     assert "permissions" in found["ERROR"]
 

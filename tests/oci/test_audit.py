@@ -7,17 +7,9 @@ import pytest
 
 from support.env import SUPERVISOR, USER, uid_of
 from support.layerlock import LayerLock
-from support.syslog import SyslogReceiver, fields
+from support.syslog import fields
 
 CALLER = {"CALLER": SUPERVISOR, "UID": str(uid_of(SUPERVISOR)), "USER": USER}
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    log = SyslogReceiver(tmp_path)
-    yield log
-    log.close()
 
 
 def logged(receiver, marker: str, **wanted) -> dict:

@@ -4,8 +4,11 @@ If `docker info` answers, the running daemon is used and left running. Otherwise
 started (`--iptables=false --bridge=none`, its own log file) and stopped at the end.
 """
 
+import contextlib
 import io
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from support.env import require
 from support.rootfs import make_rootfs
 
 IMAGE = "wl-tests/busybox:1"
@@ -60,3 +64,22 @@ def import_image() -> None:
         docker("import", "-", IMAGE, input=buffer.getvalue(), text=False)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running():
+    """A daemon that answers: the running one, or one started here (--iptables=false
+    --bridge=none) and stopped when the block ends."""
+    require(os.geteuid() == 0, "tests must run as root")
+    require(shutil.which("docker") is not None and shutil.which("dockerd") is not None,
+            "docker.io is not installed")
+    started = None if answers() else start()
+    try:
+        yield
+    finally:
+        if started is not None:
+            started.send_signal(signal.SIGTERM)
+            try:
+                started.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                started.kill()

@@ -25,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
+from support.rootfs import busybox_available
+from support.env import require
 from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.rootfs import make_rootfs
 
@@ -341,3 +343,14 @@ def assert_refused(oci, worker, result, code: int, fragment: str) -> None:
     assert fragment in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert_nothing_left(oci, worker)
+
+
+def require_oci_tools() -> None:
+    """squashfs-tools, busybox-static, runc, loop devices, squashfs and overlay."""
+    require(shutil.which("mksquashfs") is not None, "squashfs-tools is not installed")
+    require(busybox_available(), "busybox-static is not installed")
+    require(os.path.exists(runc_binary()), "runc is not installed")
+    require(Path("/dev/loop-control").exists(), "no /dev/loop-control")
+    filesystems = Path("/proc/filesystems").read_text()
+    require("squashfs" in filesystems and "overlay" in filesystems,
+            "the kernel lacks squashfs or overlay")
