@@ -4,19 +4,14 @@ rejected command, a policy refusal and docker's own failure, with a real syslog 
 
 
 from support.env import SUPERVISOR, uid_of
-from support.syslog import fields
+from support.syslog import one_logged
 
 USER = "wlalice"
 CALLER = {"CALLER": SUPERVISOR, "UID": str(uid_of(SUPERVISOR)), "USER": USER}
 
 
 def logged(receiver, marker: str, **wanted) -> dict:
-    lines = receiver.lines(marker)
-    assert len(lines) == 1, lines
-    found = fields(lines[0])
-    want = dict(CALLER, **{key.upper(): str(value) for key, value in wanted.items()})
-    assert {key: found.get(key) for key in want} == want, found
-    return found
+    return one_logged(receiver, marker, dict(CALLER, **wanted))
 
 
 def run(receiver, dstorm, verb, workdir, text):

@@ -104,3 +104,14 @@ def fields(line: str) -> dict:
         assert key not in found, f"{key} twice in {text}"
         found[key] = value
     return found
+
+
+def one_logged(receiver, marker: str, wanted: dict) -> dict:
+    """The one line logged for a call whose line holds `marker`, as fields; each of `wanted`
+    (keys case-insensitive, values compared as text) must be as given."""
+    lines = receiver.lines(marker)
+    assert len(lines) == 1, lines
+    found = fields(lines[0])
+    want = {key.upper(): str(value) for key, value in wanted.items()}
+    assert {key: found.get(key) for key in want} == want, found
+    return found

@@ -10,30 +10,38 @@ _REPO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_./-")
 _TAG_CHARS = _HOST_CHARS | {"_"}
 
 
-def split_line(data: bytes, path: str, what: str = "docker command",
-               code: int = ExitCode.DOCKER_COMMAND_REJECTED) -> list:
-    """The tokens of a one-line command file, split on single spaces exactly as Storm joins
-    them. An empty file has no tokens."""
+def one_line_text(data: bytes, path: str, what: str, code: int) -> str:
+    """A command file's one line: at most MAX_COMMAND_BYTES, one trailing newline allowed,
+    ASCII without control characters; refused with `code` naming the file otherwise."""
     if len(data) > MAX_COMMAND_BYTES:
         raise LauncherError(ExitCode.CANNOT_READ_FILE,
                             f"{what} {path} is larger than {MAX_COMMAND_BYTES} bytes")
     if data.endswith(b"\n"):
         data = data[:-1]
     text = data.decode("ascii", "replace")
-    if not text:
-        return []
-
-    def refuse(why):
-        return LauncherError(code, f"{what} {path}: refusing {text[:60]!r}: {why}")
-
     if not data.isascii():
-        raise refuse("not ASCII text")
+        raise refusal(code, what, path, text, "not ASCII text")
     for char in text:
         if char < " " or char == "\x7f":
-            raise refuse(f"control character {char!r} (the file must be one line)")
+            raise refusal(code, what, path, text,
+                          f"control character {char!r} (the file must be one line)")
+    return text
+
+
+def refusal(code: int, what: str, path: str, text: str, why: str) -> LauncherError:
+    return LauncherError(code, f"{what} {path}: refusing {text[:60]!r}: {why}")
+
+
+def split_line(data: bytes, path: str, what: str = "docker command",
+               code: int = ExitCode.DOCKER_COMMAND_REJECTED) -> list:
+    """The tokens of a one-line command file, split on single spaces exactly as Storm joins
+    them. An empty file has no tokens."""
+    text = one_line_text(data, path, what, code)
+    if not text:
+        return []
     tokens = text.split(" ")
     if not all(tokens):
-        raise refuse("empty token (tokens are separated by single spaces)")
+        raise refusal(code, what, path, text, "empty token (tokens are separated by single spaces)")
     return tokens
 
 
@@ -53,21 +61,11 @@ def split_arguments(data: bytes, path: str, code: int = ExitCode.CANNOT_READ_FIL
     So do we: runs of spaces separate arguments, one trailing newline is allowed, and an
     empty argument cannot be expressed (Storm's only one, its empty profileCmd, goes). A
     line with no argument at all, control characters, or shell metacharacters is refused."""
-    if len(data) > MAX_COMMAND_BYTES:
-        raise LauncherError(ExitCode.CANNOT_READ_FILE,
-                            f"profiler command {path} is larger than {MAX_COMMAND_BYTES} bytes")
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    text = data.decode("ascii", "replace")
+    text = one_line_text(data, path, "profiler command", code)
 
     def refuse(why):
-        return LauncherError(code, f"profiler command {path}: refusing {text[:60]!r}: {why}")
+        return refusal(code, "profiler command", path, text, why)
 
-    if not data.isascii():
-        raise refuse("not ASCII text")
-    for char in text:
-        if char < " " or char == "\x7f":
-            raise refuse(f"control character {char!r} (the file must be one line)")
     arguments = [argument for argument in text.split(" ") if argument]
     if not arguments:
         raise refuse("no arguments (Storm writes ` <pid> <action> [<dir>]`)")
