@@ -1,3 +1,23 @@
-"""The privileged layer: the closed list of operations that need root (mounts, loop
-devices, ownership changes of a user's tree, starting a root child). Nothing outside this
-package calls those system calls; tests/unit/test_layout.py enforces it."""
+"""The privileged layer: the closed list of operations that need root. Nothing outside this
+package mounts, unmounts, attaches a loop device, changes a user's files' owner, forks or
+starts a program as root, or imports the native shim; tests/unit/test_layout.py enforces it.
+Each operation says, where it is defined, why it is safe (its "Safe:" paragraph).
+
+- mounts.mount_layer(layer_fd, ...)       a layer file, opened by descriptor, on a read-only
+                                          autoclear loop device, mounted ro,nosuid,nodev
+- mounts.mount_overlay(lowers, ...)       a container's root over its layers, nosuid,nodev
+- mounts.unmount(target)                  UMOUNT_NOFOLLOW, bounded retries
+- mounts.backing_matches(device, fd)      which file a mounted layer's loop device shows
+- binds.bind_fd(fd, target)               the object behind a descriptor bound onto a new
+                                          entry of a root-only directory
+- binds.detached_tree(), attach_detached  docker's pinned sources in a tmpfs mounted nowhere
+- binds.release(directory)                detach and remove staged binds, never recursively
+- ownership.fix_tree(top_fd, rule, ...)   Storm's owner and mode rule on a user's tree, by
+                                          descriptor, entries of others left alone
+- spawn.run / spawn.output                the one way a root child (runc, docker) starts:
+                                          argv only, our environment, its own session
+- spawn.guard(cleanup)                    a process that undoes what a killed launcher left
+
+`kernel` is the wrapper over the cffi shim (`_sys`): every call raises OSError naming the
+operation and its arguments.
+"""
