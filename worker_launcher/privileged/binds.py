@@ -71,8 +71,9 @@ def attach_detached(tree_fd: int, name: str, fd: int, what: str) -> None:
 
 def release(directory: str) -> list:
     """Detach and remove every entry of `directory`, then the directory; returns what could
-    not be removed. Entries go by rmdir or unlink only, never recursively, so a bind that is
-    somehow still mounted loses nothing of what it shows. UMOUNT_NOFOLLOW throughout."""
+    not be removed. Safe: entries go by rmdir or unlink only, never recursively, so a bind
+    that is somehow still mounted loses nothing of what it shows; UMOUNT_NOFOLLOW throughout;
+    only staging directories of the root-only run root are passed in."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:

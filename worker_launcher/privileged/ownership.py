@@ -67,7 +67,10 @@ def fix_tree(top_fd: int, top_path: str, rule: Rule, child_rules=None) -> None:
     on the same file system. `child_rules` maps names directly below the top to another
     rule for their subtree. Symlinks are skipped; other mounts are neither touched nor
     entered; devices, fifos and sockets are refused as Storm does. Entries of others are
-    left alone; once the rest is done they are reported (exit 20)."""
+    left alone; once the rest is done they are reported (exit 20). Safe: the top was located
+    by descriptor with the supervisor's rights and allowed by the policy (classic.dirs);
+    every entry is changed through a descriptor opened O_NOFOLLOW below it, and only entries
+    of the supervisor account or the user change hands."""
     foreign = []
     top_st = os.fstat(top_fd)
     if apply_rule(top_fd, top_st, rule, top_path, foreign) and stat.S_ISDIR(top_st.st_mode):

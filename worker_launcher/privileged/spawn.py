@@ -30,7 +30,10 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
         timeout=None, fds=(), umask=None):
     """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
     signal that killed it), or None when it was killed after `timeout` seconds. `fds` become
-    the child's descriptors 3, 4, ...; `umask` (None: ours, 022 from the stub) its umask."""
+    the child's descriptors 3, 4, ...; `umask` (None: ours, 022 from the stub) its umask.
+    Safe: argv[0] is a root-owned program from worker-launcher.cfg and every argument was
+    validated by the caller of run; nothing of the caller's process reaches the child (see
+    the module docstring)."""
     interrupts.checkpoint()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
     extra, previous = [], None
@@ -145,7 +148,8 @@ def guard(cleanup, keep=()) -> None:
     this process holds (close-on-exec: no child inherits it). The guard keeps nothing but
     that pipe and the descriptors in `keep` (e.g. a lock that must stay held until the
     cleanup is done); it runs in a session of its own, ignores the cancel signals and
-    cannot be reached by the caller (all its ids are root)."""
+    cannot be reached by the caller (all its ids are root). Safe: it runs no program and
+    reads no input; `cleanup` is code of ours on paths of the root-only run root."""
     import signal
 
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
