@@ -185,6 +185,30 @@ def test_group_writable_package_file_is_refused(launcher, target):
         os.chmod(path, mode)
 
 
+@pytest.mark.parametrize("target", ["worker_launcher/classic/signals.py",
+                                    "worker_launcher/classic/__pycache__",
+                                    "worker_launcher/classic"])
+def test_group_writable_module_imported_late_is_refused(launcher, target):
+    # signal imports classic/signals.py only once its command is known, long after the
+    # code-trust check remembered the package's directory chain as root-only: the module,
+    # its compiled file's directory and its own directory are still checked when imported.
+    path = launcher.prefix / "lib" / "worker-launcher" / target
+    mode = stat.S_IMODE(path.stat().st_mode)
+    victim = subprocess.Popen(["sleep", "60"], user="wlalice", start_new_session=True)
+    os.chmod(path, mode | 0o020)
+    try:
+        result = launcher.run("wlalice", "signal", str(victim.pid), "15")
+        assert result.returncode == 22, result.stderr
+        assert "refusing to run" in result.stderr and target.split("/")[-1] in result.stderr
+        assert victim.poll() is None  # not signalled
+    finally:
+        os.chmod(path, mode)
+        victim.kill()
+        victim.wait()
+    result = launcher.run("wlalice", "signal", str(victim.pid), "0")
+    assert result.returncode == 9, result.stderr  # gone: the same call runs once the mode is back
+
+
 def test_argc_zero(launcher):
     # The kernel (5.18+) may turn an empty argv into [""]; either way: usage, exit 1.
     code = textwrap.dedent(f"""

@@ -26,14 +26,22 @@ def root_chain(path: str) -> tuple:
     """Walk `path` from / on descriptors: every directory on the way and the entry itself
     must be changeable by root alone, and a symlink is followed only if trusted (see
     resolve.trusted_link). Returns (O_PATH fd of the entry, or None when it is missing;
-    the canonical path; the problem, or None). A missing path is judged by its parents."""
+    the canonical path; the problem, or None). A missing path is judged by its parents.
+
+    A directory found root-only with all its parents is remembered (_root_only_dirs), and a
+    later walk starts at the deepest remembered directory above the path instead of at /:
+    only root can change such a chain, so it still leads where it led. (Module files share a
+    few long directory chains: the code-trust check walks each once, not once per file.)"""
     current = normalize(path)
     if current is None:
         return None, path, f"{path!r} is not an absolute path without '.' or '..'"
     for _ in range(resolve.MAX_SYMLINKS):
-        fd = os.open("/", resolve.DIR_PATH_FLAGS)
         try:
-            found = _root_chain_once(fd, current)
+            fd, start = _walk_start(current)
+        except OSError as err:
+            return None, current, f"cannot check {current}: {os_error_text(err)}"
+        try:
+            found = _root_chain_once(fd, start, current)
         except OSError as err:
             return None, current, f"cannot check {current}: {os_error_text(err)}"
         finally:
@@ -45,17 +53,38 @@ def root_chain(path: str) -> tuple:
     return None, path, f"too many symlinks in {path}"
 
 
-def _root_chain_once(fd: int, path: str):
+_root_only_dirs = set()  # canonical directories found root-only, all their parents too
+
+
+def _walk_start(path: str) -> tuple:
+    """(O_PATH fd, path) of the deepest remembered directory at or above `path` (normalized),
+    else of /. One removed since (only root can have) is forgotten."""
+    cut = len(path)
+    while cut > 0:
+        prefix = path[:cut]
+        if prefix in _root_only_dirs:
+            try:
+                return os.open(prefix, resolve.DIR_PATH_FLAGS), prefix
+            except FileNotFoundError:
+                _root_only_dirs.discard(prefix)
+        cut = path.rfind("/", 0, cut)
+    return os.open("/", resolve.DIR_PATH_FLAGS), "/"
+
+
+def _root_chain_once(fd: int, start: str, path: str):
     """(fd or None, path, problem) as root_chain, or the next path after a trusted link.
-    `fd` is the directory walked from; it stays the caller's to close."""
-    problem = _owner_problem("/", os.fstat(fd))
+    `fd` is the directory `start` (at or above `path`) walked from; it stays the caller's."""
+    problem = _owner_problem(start, os.fstat(fd))
     if problem:
         return None, path, problem
-    parts = [part for part in path.split("/") if part]
+    base = "" if start == "/" else start
+    parts = [part for part in path[len(base):].split("/") if part]
+    if not parts:
+        return os.dup(fd), path, None
     held = None
     try:
         for index, name in enumerate(parts):
-            here = "/" + "/".join(parts[:index + 1])
+            here = base + "/" + "/".join(parts[:index + 1])
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -77,6 +106,8 @@ def _root_chain_once(fd: int, path: str):
             if not resolve.same_file(os.fstat(child), st):
                 os.close(child)
                 return None, path, f"{here} changed while it was checked"
+            if stat.S_ISDIR(st.st_mode):
+                _root_only_dirs.add(here)
             if held is not None:
                 os.close(held)
             held = fd = child
@@ -152,10 +183,13 @@ def binary_problem(path: str, group_gid: int) -> str | None:
 
 
 _checked_dirs = set()  # directories found safe in this run
+_checked_files = set()  # module files found safe in this run
 
 
 def _file_problem(filename: str) -> str | None:
     """Why a module file (or its directory chain) could be changed by someone but root."""
+    if filename in _checked_files:
+        return None
     try:
         st = os.stat(filename)
     except FileNotFoundError:
@@ -170,6 +204,7 @@ def _file_problem(filename: str) -> str | None:
         if problem:
             return f"module directory {directory}: {problem}"
         _checked_dirs.add(directory)
+    _checked_files.add(filename)
     return None
 
 
