@@ -90,16 +90,17 @@ def _signal(launch, pid, signal):
 class Command:
     """One row of the table. (A plain class: typing.NamedTuple costs ~10 ms per call.)"""
 
-    __slots__ = ("name", "args", "handler", "summary", "ours", "verb")
+    __slots__ = ("name", "args", "handler", "summary", "ours", "verb", "user_groups")
 
     def __init__(self, name: str, args: tuple, handler, summary: str, ours: bool = False,
-                 verb: str = None):
+                 verb: str = None, user_groups: bool = True):
         self.name = name
         self.args = args  # argument names, for usage lines
         self.handler = handler
         self.summary = summary
         self.ours = ours  # one of our five verb names (listed first in --help)
         self.verb = verb or name  # our name for a Storm command (the audit log names both)
+        self.user_groups = user_groups  # the user's supplementary groups are looked up
 
 
 COMMANDS = (
@@ -138,7 +139,8 @@ COMMANDS = (
     Command("profiler", ("workdir", "script"), _profiler,
             "run the script in the workdir as the user"),
     Command("signal", ("pid", "signal"), _signal,
-            "signal the user's process group (or process) as the user"),
+            "signal the user's process group (or process) as the user",
+            user_groups=False),  # kill(2) asks only for the uid
 )
 
 BY_NAME = {command.name: command for command in COMMANDS}

@@ -51,8 +51,9 @@ def dispatch(argv: list) -> int:
     from .launch import Launch, load_config
 
     cfg, group_gid = load_config()
-    user = users.lookup(argv[0], cfg.min_user_id, cfg.banned_users)
     command = commands.find(argv[1])
+    user = users.lookup(argv[0], cfg.min_user_id, cfg.banned_users,
+                        groups=command is None or command.user_groups)
     if command is None:
         raise LauncherError(ExitCode.INVALID_COMMAND_PROVIDED,
                             f"invalid command {argv[1]!r}; see worker-launcher --help")

@@ -40,7 +40,10 @@ def user_problem(name: str, uid: int | None, min_user_id: int, banned: frozenset
     return None
 
 
-def lookup(name: str, min_user_id: int, banned: frozenset) -> TargetUser:
+def lookup(name: str, min_user_id: int, banned: frozenset, groups: bool = True) -> TargetUser:
+    """The target user. With `groups` False its identity has no supplementary groups:
+    getgrouplist reads the whole group database (or asks a directory service), which a
+    verb that gives the user's groups to nothing (signal) need not wait for."""
     entry = None
     if valid_user_name(name):
         try:
@@ -50,4 +53,6 @@ def lookup(name: str, min_user_id: int, banned: frozenset) -> TargetUser:
     problem = user_problem(name, entry.pw_uid if entry else None, min_user_id, banned)
     if problem:
         raise LauncherError(ExitCode.INVALID_USER_NAME, problem)
-    return TargetUser(name, Identity.of_user(entry.pw_uid, entry.pw_gid, name))
+    identity = (Identity.of_user(entry.pw_uid, entry.pw_gid, name) if groups
+                else Identity(entry.pw_uid, entry.pw_gid, ()))
+    return TargetUser(name, identity)
