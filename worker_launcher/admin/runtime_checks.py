@@ -85,7 +85,7 @@ def kernel() -> list:
 def namespaces() -> tuple:
     """The nsenter verb never enters a namespace: runc starts the profiler in the worker's
     container (runc's own state for OCI workers, docker's runc state for docker workers)."""
-    from ..docker.profile import DOCKER_RUNC_ROOTS
+    from ..docker import DOCKER_RUNC_ROOTS
 
     roots = [root for root in DOCKER_RUNC_ROOTS if os.path.isdir(root)]
     docker = (f"docker's in {roots[0]}" if roots else

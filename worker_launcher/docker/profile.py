@@ -18,12 +18,10 @@ import os
 from ..classic import profiler
 from ..core.errors import ExitCode, LauncherError, os_error_text
 from ..core.tokens import worker_id_ok
+from . import DOCKER_RUNC_ROOTS
 
 DOCKER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 INSPECT_TIMEOUT = 120
-# Where docker's runc keeps its containers: dockerd's own containerd (Debian's docker.io),
-# then a system containerd (docker-ce with containerd.io). Namespace "moby".
-DOCKER_RUNC_ROOTS = ("/run/docker/runtime-runc/moby", "/run/containerd/runc/moby")
 _HEX = frozenset("0123456789abcdef")
 
 
