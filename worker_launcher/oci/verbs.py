@@ -182,7 +182,7 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
     """`reap-layers <container-id> <keep-count>`: everything of the container goes (runc's
     container, its cgroup, its overlay and run directory); layers nobody uses are unmounted
     beyond the keep count. An unknown id is a clean no-op."""
-    from . import cgroups, launch as runc_launch
+    from . import cgroups, launch as runc_launch, runc_state
     from .spec import DEFAULT_CGROUP_PARENT, valid_container_id
 
     if not valid_container_id(container_id):
@@ -195,9 +195,12 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
 
     audit.note(container=container_id)
     run_root = layers.open_run_root(launch.config.run_root)
-    runc_launch.runc_delete(launch, container_id)
     parent = (launch.policy.cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip("/")
-    problems = cgroups.remove(f"{parent}/{container_id}")
+    cgroups_path = f"{parent}/{container_id}"
+    forgotten = runc_state.forget_stopped(container_id, cgroups_path)
+    if forgotten == runc_state.NEEDS_RUNC:
+        runc_launch.runc_delete(launch, container_id)
+    problems = [] if forgotten == runc_state.FORGOTTEN else cgroups.remove(cgroups_path)
     cdir = f"{run_root}/{container_id}"
     with layers.LayerLock(run_root, launch.config.lock_timeout, ExitCode.OCI_REAP_FAILED):
         try:
