@@ -70,13 +70,13 @@ def kernel() -> list:
     else:
         results.append((WARN, "loop", "/dev/loop-control is missing: load the loop module "
                                       "(modprobe loop) for the OCI runtime"))
-    try:
-        with open("/proc/filesystems", encoding="ascii") as handle:
+    try:  # bytes: an "ascii" text file would load that codec for this alone
+        with open("/proc/filesystems", "rb") as handle:
             known = {line.split()[-1] for line in handle if line.strip()}
     except OSError:
         known = set()
     for fs in ("squashfs", "overlay"):
-        results.append((OK, fs, f"{fs} is in /proc/filesystems") if fs in known else
+        results.append((OK, fs, f"{fs} is in /proc/filesystems") if fs.encode() in known else
                        (WARN, fs, f"{fs} is not in /proc/filesystems: modprobe {fs} for the OCI "
                                   "runtime"))
     return results

@@ -127,14 +127,21 @@ def chain_problem(path: str) -> str | None:
 
 
 def _read_reopened(fd: int, limit: int) -> bytes:
-    """Read the entry behind the O_PATH `fd` (reopened through /proc/self/fd/N)."""
-    from .files import read_limited
-
+    """At most limit + 1 bytes of the entry behind the O_PATH `fd` (reopened through
+    /proc/self/fd/N). (files.read_limited's loop: importing paths.files for it would cost
+    every call ~0.1 ms.)"""
     data_fd = os.open(resolve.fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    chunks, total = [], 0
     try:
-        return read_limited(data_fd, limit)
+        while total <= limit:
+            chunk = os.read(data_fd, limit + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
     finally:
         os.close(data_fd)
+    return b"".join(chunks)
 
 
 def read_root_file(path: str, what: str, limit: int, code: int) -> tuple:
