@@ -12,8 +12,8 @@ from __future__ import annotations
 from ..core.policy import is_within, normalize
 from ..paths.resolve import PSEUDO_ROOTS
 from . import bundle, seccomp as seccomp_rules
-from .spec_rules import (integer, path, refuse, string, strings_are_clean, the_list,
-                         with_fields)
+from .spec_rules import (DEFAULT_CGROUP_PARENT, integer, path, refuse, string,  # noqa: F401
+                         strings_are_clean, the_list, valid_container_id, with_fields)
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 16  # E5 with a seccomp profile nests 8 deep
@@ -23,9 +23,7 @@ STORM_VERSION = "0.1"
 SQUASHFS = "application/vnd.squashfs"
 TOP_FIELDS = ("version", "username", "containerId", "pidFile", "containerScriptPath", "layers",
               "ociRuntimeConfig")
-DEFAULT_CGROUP_PARENT = "/storm"  # storm.oci.cgroup.parent in Storm's defaults.yaml
 TMP_DESTINATION = "/tmp"
-_HEX = frozenset("0123456789abcdef")
 
 
 class Mount:
@@ -59,20 +57,6 @@ class OciSpec:
     def __init__(self, **values):
         for name in self.__slots__:
             setattr(self, name, values[name])
-
-
-def valid_container_id(text) -> bool:
-    """Storm's `<port>-<worker id>` (RuncLibContainerManager.getContainerId): a port 1-65535
-    written as Java's Integer.toString does (no sign, no leading zero), then the worker id,
-    a lowercase canonical UUID (Utils.uuid)."""
-    if not isinstance(text, str) or not 38 <= len(text) <= 42:
-        return False
-    port, _, uuid = text.partition("-")
-    groups = uuid.split("-")
-    return (port.isascii() and port.isdigit() and 1 <= len(port) <= 5 and port[0] != "0"
-            and int(port) <= 65535
-            and [len(group) for group in groups] == [8, 4, 4, 4, 12]
-            and all(set(group) <= _HEX for group in groups))
 
 
 def parse(document, expect: Expect) -> OciSpec:

@@ -8,6 +8,10 @@ from ..core.policy import normalize
 
 MAX_ITEMS = 4096
 I64 = 2**63 - 1
+# Here rather than in spec.py, which reap does not need to import: the container id and
+# cgroup parent are all it checks.
+DEFAULT_CGROUP_PARENT = "/storm"  # storm.oci.cgroup.parent in Storm's defaults.yaml
+_HEX = frozenset("0123456789abcdef")
 
 
 def refuse(where: str, problem: str) -> LauncherError:
@@ -81,3 +85,17 @@ def strings_are_clean(value, where: str = "$") -> None:
                 stack.append((child, f"{here}.{key}"))
         elif isinstance(item, list):
             stack.extend((child, f"{here}[{index}]") for index, child in enumerate(item))
+
+
+def valid_container_id(text) -> bool:
+    """Storm's `<port>-<worker id>` (RuncLibContainerManager.getContainerId): a port 1-65535
+    written as Java's Integer.toString does (no sign, no leading zero), then the worker id,
+    a lowercase canonical UUID (Utils.uuid)."""
+    if not isinstance(text, str) or not 38 <= len(text) <= 42:
+        return False
+    port, _, uuid = text.partition("-")
+    groups = uuid.split("-")
+    return (port.isascii() and port.isdigit() and 1 <= len(port) <= 5 and port[0] != "0"
+            and int(port) <= 65535
+            and [len(group) for group in groups] == [8, 4, 4, 4, 12]
+            and all(set(group) <= _HEX for group in groups))

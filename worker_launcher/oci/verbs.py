@@ -14,7 +14,6 @@ from ..core import interrupts
 from ..core.errors import ExitCode, LauncherError, os_error_text
 from ..privileged import mounts
 from . import binds, layers
-from .request import Request
 
 
 class Undo(list):
@@ -43,7 +42,7 @@ class Undo(list):
         return False
 
 
-def mount_rootfs(request: Request, run_root: str, undo: list) -> str:
+def mount_rootfs(request, run_root: str, undo: list) -> str:
     """Layers and the container's overlay; returns the rootfs path."""
     cdir = request.container_dir = f"{run_root}/{request.spec.container_id}"
     with layers.LayerLock(run_root, request.launch.config.lock_timeout):
@@ -103,6 +102,8 @@ def _open_subdir(parent_fd: int, name: str, where: str):
 
 def mount_layers_verb(launch, config_path: str) -> int:
     """`mount-layers <oci-config.json>`: mount the container's root and print its path."""
+    from .request import Request
+
     request = Request(launch, config_path)
     try:
         request.open_layers()
@@ -121,6 +122,7 @@ def run_oci_container(launch, workdir: str, config_path: str, artifacts: str) ->
     <workdir>/artifacts as the third argument."""
     from . import launch as runc_launch
     from ..classic.dirs import prepare_workdir
+    from .request import Request
 
     request = Request(launch, config_path, workdir)
     try:
@@ -182,8 +184,8 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
     """`reap-layers <container-id> <keep-count>`: everything of the container goes (runc's
     container, its cgroup, its overlay and run directory); layers nobody uses are unmounted
     beyond the keep count. An unknown id is a clean no-op."""
-    from . import cgroups, launch as runc_launch, runc_state
-    from .spec import DEFAULT_CGROUP_PARENT, valid_container_id
+    from . import cgroups, runc_state
+    from .spec_rules import DEFAULT_CGROUP_PARENT, valid_container_id
 
     if not valid_container_id(container_id):
         raise LauncherError(ExitCode.INVALID_CONTAINER_NAME,
@@ -199,6 +201,8 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
     cgroups_path = f"{parent}/{container_id}"
     forgotten = runc_state.forget_stopped(container_id, cgroups_path)
     if forgotten == runc_state.NEEDS_RUNC:
+        from . import launch as runc_launch
+
         runc_launch.runc_delete(launch, container_id)
     problems = [] if forgotten == runc_state.FORGOTTEN else cgroups.remove(cgroups_path)
     cdir = f"{run_root}/{container_id}"
