@@ -7,8 +7,6 @@ supervisor's rights), bound through that descriptor onto <run-root>/<id>/binds/<
 is given that root-only path instead: what runc binds is exactly what was checked.
 """
 
-import os
-
 from ..privileged import binds as pinned
 from ..core.errors import ExitCode, LauncherError
 
@@ -19,7 +17,7 @@ def stage(container_dir: str, source_fds: list, undo: list) -> tuple:
     """Bind every source fd onto <container_dir>/binds/<n> (pinned.bind_fd, in the root-only
     container directory); returns those paths in order."""
     top = f"{container_dir}/{BINDS}"
-    os.mkdir(top, 0o700)
+    pinned.staging_dir(top)
     undo.append(lambda: release(container_dir))
     targets = []
     for index, fd in enumerate(source_fds):

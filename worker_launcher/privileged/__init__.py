@@ -11,6 +11,8 @@ Each operation says, where it is defined, why it is safe (its "Safe:" paragraph)
 - binds.bind_fd(fd, target)               the object behind a descriptor bound onto a new
                                           entry of a root-only directory
 - binds.detached_tree(), attach_detached  docker's pinned sources in a tmpfs mounted nowhere
+- binds.staging_dir(directory)            a small root-only tmpfs (nosuid,nodev,noexec) on a
+                                          new entry of the run root, for OCI binds' mount points
 - binds.release(directory)                detach and remove staged binds, never recursively
 - ownership.fix_tree(top_fd, rule, ...)   Storm's owner and mode rule on a user's tree, by
                                           descriptor, entries of others left alone
