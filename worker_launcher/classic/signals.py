@@ -38,7 +38,7 @@ def signal(launch, pid_text: str, signal_text: str) -> int:
                             f"illegal argument for signal {signal_text!r}")
     if not 0 < pid <= INT_MAX:
         raise LauncherError(ExitCode.INVALID_CONTAINER_PID, f"invalid container pid {pid_text}")
-    identity.become(launch.user.identity)
+    identity.become(launch.user.identity, then_exec=False)
     return send(pid, number)
 
 

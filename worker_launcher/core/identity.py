@@ -101,11 +101,13 @@ def _back_to_root() -> None:
     os.setgroups([])
 
 
-def become(who: Identity) -> None:
-    """Drop root for good: real, effective and saved ids and the groups become `who`'s."""
-    # Loaded while root, for restore_caller_process_state: `who` may be unable to read the
-    # interpreter's lib-dynload, where builds such as RHEL's keep it.
-    import resource  # noqa: F401
+def become(who: Identity, then_exec: bool = True) -> None:
+    """Drop root for good: real, effective and saved ids and the groups become `who`'s.
+    `then_exec` False: no program is exec'd afterwards (signal), so nothing is preloaded."""
+    if then_exec:
+        # Loaded while root, for restore_caller_process_state: `who` may be unable to read
+        # the interpreter's lib-dynload, where builds such as RHEL's keep it.
+        import resource  # noqa: F401
 
     try:
         os.setgroups(list(who.groups))
