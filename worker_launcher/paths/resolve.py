@@ -100,6 +100,18 @@ def trusted_link(link: os.stat_result, parent: os.stat_result) -> bool:
             and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
+def trusted_target(name: str, dir_fd: int, link: os.stat_result):
+    """The target of the symlink `name` in directory `dir_fd` (lstat `link`) when it may be
+    followed, else None: only root could have put it there (trusted_link) and it is a
+    symlink stored on a file system, whose size is its target's length. A kernel-made link
+    (procfs's /proc/<pid>/cwd, /proc/self/fd/N, wherever a procfs is mounted) has size 0:
+    it is never followed, not even by its target's name."""
+    if not trusted_link(link, os.fstat(dir_fd)):
+        return None
+    target = os.readlink(name, dir_fd=dir_fd)
+    return target if link.st_size == len(os.fsencode(target)) > 0 else None
+
+
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_dev == b.st_dev and a.st_ino == b.st_ino
 
@@ -186,12 +198,14 @@ def _final(fd: int, name: str, path: str):
         os.close(fd)
         raise LauncherError(ExitCode.UNABLE_TO_STAT_FILE,
                             f"cannot reach {path}: {os_error_text(err)}") from None
-    if stat.S_ISLNK(st.st_mode) and trusted_link(st, os.fstat(fd)):
+    if stat.S_ISLNK(st.st_mode):
         try:
-            target = os.readlink(name, dir_fd=fd)
-        finally:
+            target = trusted_target(name, fd, st)
+        except OSError:
+            target = None
+        if target is not None:
             os.close(fd)
-        return follow_link(path.rsplit("/", 1)[0], target, [])
+            return follow_link(path.rsplit("/", 1)[0], target, [])
     return Entry(fd, name, path, st)
 
 
@@ -207,9 +221,9 @@ def _walk(path: str):
             except _VANISHED:
                 return Entry(None, parts[-1], path, None)
             if stat.S_ISLNK(st.st_mode):
-                if trusted_link(st, os.fstat(fd)):
-                    return follow_link(here.rsplit("/", 1)[0], os.readlink(name, dir_fd=fd),
-                                       parts[index + 1:])
+                target = trusted_target(name, fd, st)
+                if target is not None:
+                    return follow_link(here.rsplit("/", 1)[0], target, parts[index + 1:])
                 raise LauncherError(ExitCode.INVALID_NM_ROOT_DIRS,
                                     f"refusing {path}: {here} is a symlink")
             if not stat.S_ISDIR(st.st_mode):

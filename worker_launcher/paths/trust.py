@@ -90,9 +90,9 @@ def _root_chain_once(fd: int, start: str, path: str):
             except FileNotFoundError:
                 return None, path, None
             if stat.S_ISLNK(st.st_mode):
-                if resolve.trusted_link(st, os.fstat(fd)):
-                    return resolve.follow_link(here.rsplit("/", 1)[0],
-                                               os.readlink(name, dir_fd=fd), parts[index + 1:])
+                target = resolve.trusted_target(name, fd, st)
+                if target is not None:
+                    return resolve.follow_link(here.rsplit("/", 1)[0], target, parts[index + 1:])
                 return None, path, (f"{here} is a symlink that someone other than root could "
                                     f"have made")
             problem = _owner_problem(here, st)
