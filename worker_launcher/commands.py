@@ -122,7 +122,7 @@ COMMANDS = (
     Command("launch-docker-container", ("workdir", "command-file"), _launch_docker_container,
             "set up the workdir, then run the validated docker command file", verb="docker-run"),
     Command("run-docker-cmd", ("workdir", "command-file"), _run_docker_cmd,
-            "run the validated docker command file (run, wait, ps, inspect, stop, rm, pull)",
+            "run the validated docker command file (run, wait, ps, stop, rm)",
             verb="docker-run"),
     Command("profile-docker-container", ("worker-id", "command-file"),
             _profile_docker_container, "run the profiler script in the user's docker container",

@@ -5,8 +5,26 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from support.env import USER
-from support.oci import loops_backed_by, mounted_under, runc_binary, runc_ids
+from support.oci import Oci, loops_backed_by, mounted_under, runc_binary, runc_ids
+
+
+@pytest.fixture
+def oci(launcher, storm, image, tmp_path):
+    """The root conftest's oci, on a run root of its own: these tests count what is in it."""
+    old_root, old_config = launcher.run_root, dict(launcher.base_config)
+    launcher.run_root = launcher.prefix / f"run-{tmp_path.name}"
+    launcher.run_root.mkdir(mode=0o700)
+    launcher.base_config["worker.launcher.oci.run-root"] = str(launcher.run_root)
+    launcher.write_config({"worker.launcher.policy": str(launcher.conf.parent / "policy.yaml")})
+    env = Oci(launcher, storm, image)
+    try:
+        yield env
+    finally:
+        env.cleanup()
+        launcher.run_root, launcher.base_config = old_root, old_config
 
 
 def state(launcher, *args) -> dict:

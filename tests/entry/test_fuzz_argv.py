@@ -2,7 +2,7 @@
 one of Storm's exit codes and, on failure, one clear line (or usage); nothing of root's
 changes. Each run costs ~30 ms, so few examples by default:
 
-    WL_FUZZ_ARGV_EXAMPLES=2000 .venv/bin/python -m pytest tests/security/test_sec_fuzz_argv.py
+    WL_FUZZ_ARGV_EXAMPLES=2000 .venv/bin/python -m pytest tests/entry/test_fuzz_argv.py
 """
 
 import os

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from support.env import SUPERVISOR
+from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.hostile import assert_refused
 from support.oci import assert_nothing_left, loops_backed_by, mounted_under, runc_binary, runc_ids
-from support.env import USER, gid_of_group, uid_of
 
 SLEEPER = "echo up > $WORKDIR/up.out\nsleep 300\n"
 
@@ -181,7 +180,7 @@ def _root_script(directory: Path, name: str, text: str) -> Path:
 
 @pytest.mark.parametrize("runc", ["missing", "failing", "killed"])
 def test_runc_missing_failing_or_killed(oci, tmp_path, runc):
-    tools = tmp_path / "tools"
+    tools = oci.launcher.prefix / f"tools-{tmp_path.name}"  # root's alone, as runc must be
     path = {"missing": lambda: tools / "no-runc",
             "failing": lambda: _root_script(tools, "runc", "#!/bin/sh\necho no >&2\nexit 3\n"),
             "killed": lambda: _root_script(tools, "runc", "#!/bin/sh\nkill -9 $$\n")}[runc]()
@@ -281,7 +280,8 @@ def test_kill_9_right_before_and_after_runc(oci, tmp_path):
     real = runc_binary()
     for name, body in (("before", "kill -9 $PPID\nexit 0\n"),
                        ("after", f"case \"$1\" in run) kill -9 $PPID;; esac\nexec {real} \"$@\"\n")):
-        wrapper = _root_script(tmp_path / name, "runc", f"#!/bin/sh\n{body}")
+        wrapper = _root_script(oci.launcher.prefix / f"{tmp_path.name}-{name}", "runc",
+                               f"#!/bin/sh\n{body}")
         oci.launcher.write_config({"worker.launcher.oci.runc": str(wrapper),
                                    "worker.launcher.policy": str(oci.launcher.conf.parent / "policy.yaml")})
         worker = oci.new_worker(SLEEPER)
@@ -351,3 +351,18 @@ while True:
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+def test_a_runc_the_supervisor_could_replace_is_never_run(oci):
+    """runc runs as root: a runc binary (or a directory above it) the supervisor account
+    can write is refused before anything is done (exit 22), whatever the config says."""
+    wrapper = oci.storm.local / "runc"  # storm.local.dir is root's; the file the supervisor's
+    wrapper.write_text("#!/bin/sh\ntouch /tmp/wl-runc-ran\nexec /usr/sbin/runc \"$@\"\n")
+    os.chown(wrapper, uid_of(SUPERVISOR), gid_of_group())
+    os.chmod(wrapper, 0o755)
+    oci.launcher.write_config({"worker.launcher.oci.runc": str(wrapper)})
+    worker = oci.new_worker()
+    result = worker.launch()
+    assert_refused(result, {22})
+    assert str(wrapper) in result.stderr and not os.path.exists("/tmp/wl-runc-ran")
+    assert mounted_under(oci.run_root) == [] and loops_backed_by(oci.layers) == []

@@ -43,6 +43,9 @@ def run_command_file(launch, workdir: str, command_file: str, prepare) -> int:
     from ..core import audit
     from ..core.tokens import MAX_COMMAND_BYTES, split_line
 
+    from ..privileged.spawn import require_root_program
+
+    require_root_program(launch.config.docker_binary)
     data = files.read_as_caller(command_file, MAX_COMMAND_BYTES)
     tokens = split_line(data, command_file)
     real_workdir = worker_directory(launch, workdir)

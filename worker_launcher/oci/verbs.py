@@ -124,6 +124,9 @@ def run_oci_container(launch, workdir: str, config_path: str, artifacts: str) ->
     from ..classic.dirs import prepare_workdir
     from .request import Request
 
+    from ..privileged.spawn import require_root_program
+
+    require_root_program(launch.config.runc)
     request = Request(launch, config_path, workdir)
     try:
         _note(request)

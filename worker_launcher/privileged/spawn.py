@@ -31,10 +31,12 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
     """Run `argv[0]` (an absolute path) to completion. Returns its exit code (negative: the
     signal that killed it), or None when it was killed after `timeout` seconds. `fds` become
     the child's descriptors 3, 4, ...; `umask` (None: ours, 022 from the stub) its umask.
-    Safe: argv[0] is a root-owned program from worker-launcher.cfg and every argument was
-    validated by the caller of run; nothing of the caller's process reaches the child (see
-    the module docstring)."""
+    Safe: argv[0] comes from worker-launcher.cfg and is refused here unless it and every
+    directory above it are root's alone (paths.trust); every argument was validated by the
+    caller of run; nothing of the caller's process reaches the child (see the module
+    docstring)."""
     interrupts.checkpoint()
+    require_root_program(argv[0])
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
     extra, previous = [], None
     try:
@@ -55,6 +57,19 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
         if null is not None:
             os.close(null)
     return wait_exit(pid, timeout)
+
+
+def require_root_program(program: str) -> None:
+    """A program run as root must be changeable by root alone: a runc or docker binary the
+    supervisor account could replace would run its code as root (exit 22, like the binary's
+    own check). `run` checks every time; a verb checks first too, before it changes anything."""
+    from ..core.errors import ExitCode, LauncherError
+    from ..paths import trust
+
+    problem = trust.chain_problem(program)
+    if problem:
+        raise LauncherError(ExitCode.INVALID_CONTAINER_EXEC_PERMISSIONS,
+                            f"refusing to run {program} as root: {problem}")
 
 
 def output(argv: list, *, env=None, timeout=None, limit: int = 1 << 20) -> tuple:
