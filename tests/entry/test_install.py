@@ -1,6 +1,7 @@
 """The installed setuid entry and trusted core, run for real as the supervisor account."""
 
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -351,3 +352,29 @@ def test_loop_shim_attaches_mounts_and_releases(launcher, tmp_path):
     assert not backing_file.exists() or str(image) not in backing_file.read_text()
     losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert str(image) not in losetup
+
+
+def test_policy_others_could_change_is_refused_when_a_verb_runs(launcher, storm):
+    policy = launcher.conf.parent / "policy.yaml"  # the storm fixture's, named in the config
+    top = storm.workdir("wid")
+    os.chmod(policy, 0o664)
+    try:
+        result = launcher.run("wlalice", "code-dir", top)
+        assert result.returncode == 24 and str(policy) in result.stderr, result.stderr
+        assert top.stat().st_uid == pwd.getpwnam(SUPERVISOR).pw_uid  # nothing done
+    finally:
+        os.chmod(policy, 0o644)
+
+
+def test_install_without_its_openat2_shim_refuses_to_run(launcher, storm):
+    """A broken install must not quietly lose the openat2 resolution: exit 22, nothing done."""
+    (shim,) = (launcher.prefix / "lib" / "worker-launcher").rglob("paths/_resolve*.so")
+    aside = shim.with_name(shim.name + ".aside")
+    top = storm.workdir("wid")
+    shim.rename(aside)
+    try:
+        result = launcher.run("wlalice", "code-dir", top)
+        assert result.returncode == 22 and "openat2" in result.stderr, result.stderr
+        assert top.stat().st_uid == pwd.getpwnam(SUPERVISOR).pw_uid
+    finally:
+        aside.rename(shim)
