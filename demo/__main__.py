@@ -10,10 +10,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import conftest  # noqa: E402  (the same install, accounts and image the tests use)
-from integration.ocienv import (Oci, build_image, loops_backed_by, mounted_under,  # noqa: E402
-                               runc_ids)
-from integration.stormdirs import USER, Storm  # noqa: E402
+# The same install, accounts, Storm layout and image the tests use (tests/support).
+from support import env as conftest  # noqa: E402
+from support.env import USER  # noqa: E402
+from support.oci import (Oci, build_image, loops_backed_by, mounted_under,  # noqa: E402
+                         require_oci_tools, runc_ids)
+from support.storm import Storm  # noqa: E402
 
 WORKER_SCRIPT = """\
 echo "hello from a Storm worker in a runc container"
@@ -43,7 +45,7 @@ def install(prefix: Path, build: Path) -> conftest.Installed:
     storm_base = prefix / "storm"
     storm_base.mkdir(mode=0o755)
     (prefix / "etc").mkdir(mode=0o755, exist_ok=True)
-    policy = prefix / "etc" / "policy.json"
+    policy = prefix / "etc" / "policy.json"  # Storm's storm.yaml keys, as JSON
     policy.write_text(json.dumps({"storm.local.dir": str(storm_base / "local"),
                                   "storm.workers.artifacts.dir": str(storm_base / "artifacts")}))
     os.chmod(policy, 0o644)
@@ -55,19 +57,21 @@ def demo(launcher: conftest.Installed) -> bool:
     step("checking the install")
     show(launcher, "--check-config")
 
-    step("building a 3-layer busybox squashfs image")
+    step("building a 3-layer busybox squashfs image in Storm's layer store")
+    require_oci_tools()
     image_dir = launcher.prefix / "image"
     image_dir.mkdir(mode=0o755)
-    layers = build_image(image_dir)
+    oci = Oci(launcher, Storm(launcher.prefix / "storm"), build_image(image_dir),
+              policy=launcher.conf.parent / "policy.json")
+    layers = oci.layers
     for layer in layers:
         print(f"  {layer} ({layer.stat().st_size} bytes)")
 
-    oci = Oci(launcher, Storm(launcher.prefix / "storm"), layers)
     worker = oci.new_worker(WORKER_SCRIPT + "sleep 300\n")
-    request = oci.write_request(worker.request)
-    step(f"launching worker {worker.container_id} for {USER}")
+    request = worker.write()  # workers/<id>/oci-config.json, as RuncLibContainerManager writes it
+    step(f"launching worker {worker.container_id} for {USER}, as Storm's supervisor does")
     if show(launcher, USER, "run-oci-container", worker.workdir, request,
-            worker.artifacts).returncode != 0:
+            worker.workdir / "artifacts").returncode != 0:
         return False
     output = worker.artifacts / f"runc-{worker.container_id}.out"
     print(f"\nwhat the worker printed ({output.name}):")
@@ -91,7 +95,7 @@ def demo(launcher: conftest.Installed) -> bool:
 
 def main() -> int:
     step("creating the demo accounts and installing into a sandbox prefix")
-    conftest._ensure_accounts()
+    conftest.ensure_accounts()
     conftest.TEST_ROOT.mkdir(mode=0o755, exist_ok=True)
     prefix = Path(tempfile.mkdtemp(prefix="demo-", dir=conftest.TEST_ROOT))
     prefix.chmod(0o755)
