@@ -21,7 +21,7 @@ from support.oci import Oci, build_image, loops_backed_by, mounted_under, runc_b
 from support.rootfs import busybox_available
 from support.storm import Storm
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 PYTHON39 = "/root/.pyenv/versions/3.9.18/bin/python3"
 GROUP = "hadoop"
 SUPERVISOR = "wlhsuper"  # the supervisor account of the RPM's launcher group
