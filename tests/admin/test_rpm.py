@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from support.env import REPO, TEST_ROOT, USER, Installed, ensure_accounts, require
+from support.env import (REPO, TEST_ROOT, USER, Installed, ensure_accounts, group_exists,
+                         require)
 from support.oci import Oci, build_image, loops_backed_by, mounted_under, runc_binary
 from support.rootfs import busybox_available
 from support.storm import Storm
@@ -178,14 +179,6 @@ def test_install_fails_loudly_without_the_group(tarball, tmp_path):
             subprocess.run(["rpm", "-e", "--nodeps", "worker-launcher"], capture_output=True)
 
 
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
-
-
 def _rpm_installed() -> bool:
     return subprocess.run(["rpm", "-q", "worker-launcher"], capture_output=True).returncode == 0
 
@@ -222,7 +215,7 @@ def rpm_install(hadoop_rpm, installed):
         _erase()  # left by an interrupted run
     require(not Path("/usr/bin/worker-launcher").exists(),
             "/usr/bin/worker-launcher exists and is not from an earlier run of this test")
-    group_was_there = _group_exists(GROUP)
+    group_was_there = group_exists(GROUP)
     work = Path(tempfile.mkdtemp(prefix="rpm-", dir=TEST_ROOT))
     os.chmod(work, 0o755)
     made_account = False
@@ -230,7 +223,7 @@ def rpm_install(hadoop_rpm, installed):
         result = subprocess.run(["rpm", "-i", "--nodeps", str(hadoop_rpm)], capture_output=True,
                                 text=True)
         assert result.returncode == 0, result.stderr
-        assert _group_exists(GROUP)
+        assert group_exists(GROUP)
         if not group_was_there:
             assert grp.getgrnam(GROUP).gr_gid < 1000  # %pre made a system group
         try:
@@ -249,7 +242,7 @@ def rpm_install(hadoop_rpm, installed):
         shutil.rmtree(work, ignore_errors=True)
         if made_account:
             subprocess.run(["userdel", SUPERVISOR], capture_output=True)
-        if not group_was_there and _group_exists(GROUP):
+        if not group_was_there and group_exists(GROUP):
             subprocess.run(["groupdel", GROUP], capture_output=True)
 
 

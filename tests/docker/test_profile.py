@@ -6,11 +6,9 @@ worker's confinement (with umask 0027, which `docker exec` cannot give); the lau
 never run in the container and must profile only the user's own running worker.
 """
 
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.docker import TOPOLOGY, DockerStorm, seccomp_profile
-from support.dockerd import docker
+from support.dockerd import docker, import_tree
 from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.hostile import assert_one_line, assert_refused, run_as_supervisor
 from support.profiling import (EXTRA_APPLETS, STORM_ACTIONS, confinement, find_process,
@@ -42,11 +40,7 @@ def profile_image(installed, dockerd):
     try:
         make_rootfs(root, tuple(APPLETS) + EXTRA_APPLETS)
         planted = hostile_tree(root, installed.prefix, tools)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for entry in sorted(root.iterdir()):
-                tar.add(entry, arcname=entry.name)
-        docker("import", "-", tag, input=buffer.getvalue(), text=False)
+        import_tree(root, tag)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(tools, ignore_errors=True)

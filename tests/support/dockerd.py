@@ -51,17 +51,22 @@ def start() -> subprocess.Popen:
     pytest.fail(f"dockerd did not become ready; see {LOG}")
 
 
+def import_tree(root: Path, tag: str) -> None:
+    """`docker import` of the root file system in `root` as image `tag`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for entry in sorted(root.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    docker("import", "-", tag, input=buffer.getvalue(), text=False)
+
+
 def import_image() -> None:
     if docker("image", "inspect", IMAGE, check=False).returncode == 0:
         return
     root = Path(tempfile.mkdtemp(prefix="wl-busybox-"))
     try:
         make_rootfs(root)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for entry in sorted(root.iterdir()):
-                tar.add(entry, arcname=entry.name)
-        docker("import", "-", IMAGE, input=buffer.getvalue(), text=False)
+        import_tree(root, IMAGE)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -57,9 +57,9 @@ def require(condition: bool, reason: str) -> None:
 
 
 def ensure_accounts() -> None:
-    if not _group_exists(GROUP):
+    if not group_exists(GROUP):
         subprocess.run(["groupadd", "-g", "1900", GROUP], check=True)
-    if not _group_exists(USER_GROUP):
+    if not group_exists(USER_GROUP):
         subprocess.run(["groupadd", "-g", "2100", USER_GROUP], check=True)
     for name, (uid, in_group) in ACCOUNTS.items():
         try:
@@ -76,7 +76,7 @@ def ensure_accounts() -> None:
         subprocess.run(argv + [name], check=True)
 
 
-def _group_exists(name: str) -> bool:
+def group_exists(name: str) -> bool:
     try:
         grp.getgrnam(name)
         return True
