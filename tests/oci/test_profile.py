@@ -8,6 +8,7 @@ worker process that ptraces the profiler) and must profile only the user's own c
 
 import json
 import os
+import time
 import shutil
 import stat
 import subprocess
@@ -201,6 +202,45 @@ def test_the_profiler_has_exactly_the_workers_confinement(prof, capsys):
 
 
 # --- only the user's own container -----------------------------------------------------------
+GRABBER = r"""umask 0027
+echo up > $WORKDIR/up.out
+while :; do
+  for d in /proc/[0-9]*; do
+    if grep -q hold $d/cmdline 2>/dev/null; then
+      exec 3>>$d/fd/1 4>>$d/fd/2
+      echo "worker-launcher: FORGED line from the worker" >&3
+      printf 'worker-launcher: FORGED\nsecond line\033[2J' >&4
+      echo got > $WORKDIR/got.out
+      exec sleep 600
+    fi
+  done
+  sleep 0.05
+done
+"""
+
+
+def test_a_worker_holding_the_profilers_output_forges_and_stalls_nothing(prof):
+    """A process of the container reopens the profiler's stdout and stderr through
+    /proc/<profiler>/fd, writes would-be launcher lines and keeps them open. Nothing of the
+    caller's reaches the container (runc writes into memfds, relayed as `profiler: ` lines,
+    escaped), and the launcher stops runc a few seconds after the profiler is gone."""
+    worker = prof.worker(GRABBER)
+    command = write_command(worker.artifacts, storm_command("hold", worker.artifacts))
+    launcher = run_background(prof.launcher, USER, "profile-oci-container", worker.pid, command)
+    try:
+        worker.wait_for("got.out", timeout=30)
+    finally:
+        (worker.artifacts / "release").touch()
+    started = time.monotonic()
+    out, err = launcher.communicate(timeout=60)
+    assert time.monotonic() - started < 15
+    lines = (out + err).splitlines()
+    assert not [line for line in lines if line.startswith("worker-launcher: FORGED")], lines
+    assert "profiler: worker-launcher: FORGED line from the worker" in lines
+    assert "\x1b" not in out + err
+    assert launcher.returncode == 7 and "held its output open" in err, (out, err)
+
+
 def _user_process(user=USER, *prefix):
     uid = str(uid_of(user))
     return subprocess.Popen([*prefix, "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups",

@@ -221,7 +221,14 @@ def _root_args(root) -> list:
 
 
 def run(launch, target: Target, profiler: str, arguments: list) -> int:
-    """`runc exec` the profiler into `target`; its exit status (a signal N as 128 + N)."""
+    """`runc exec` the profiler into `target`; its exit status (a signal N as 128 + N).
+
+    runc copies the profiler's output from pipes until every writer has closed them, and
+    any process of the container (the same user) may open /proc/<profiler>/fd/1 and hold
+    it. So runc never gets the caller's descriptors (its output goes to memfds, relayed
+    afterwards one escaped line each, so the container cannot forge the supervisor's log),
+    and it is stopped once the profiler itself has been gone for OUTPUT_GRACE seconds
+    (runc's --pid-file, in a root-only directory, names the profiler)."""
     from ..core import audit
     from ..core.jsontext import dumps
     from ..paths import files
@@ -229,30 +236,161 @@ def run(launch, target: Target, profiler: str, arguments: list) -> int:
 
     spec = process_spec(launch.user.identity, target.additional_gids, [profiler, *arguments],
                         caller_rlimits())
-    argv = [launch.config.runc, *_root_args(target.runc_root), "exec", "--process",
-            "/proc/self/fd/3", target.container_id]
     audit.note(container=target.name)
     held(target, target.name)
+    directory = _private_directory(launch)
+    pid_file = f"{directory}/profiler.pid"
+    argv = [launch.config.runc, *_root_args(target.runc_root), "exec", "--process",
+            "/proc/self/fd/3", "--pid-file", pid_file, target.container_id]
     spec_fd = os.memfd_create("profiler-process.json", os.MFD_CLOEXEC)
+    out = os.memfd_create("profiler-stdout", os.MFD_CLOEXEC)
+    err = os.memfd_create("profiler-stderr", os.MFD_CLOEXEC)
     try:
         files.write_all(spec_fd, dumps(spec).encode())
         # Safe: runc (root) joins the container's namespaces and drops to the user before
         # it execs the root-owned profiler; the launcher itself stays on the host.
-        code = spawn.run(argv, env=RUNC_ENV, fds=(spec_fd,), umask=PROFILER_UMASK,
-                         timeout=PROFILER_TIMEOUT)
-    except OSError as err:
+        child = spawn.start(argv, stdout=out, stderr=err, env=RUNC_ENV, fds=(spec_fd,),
+                            umask=PROFILER_UMASK)
+        try:
+            code = _wait(child, pid_file, target.name)
+        finally:
+            _relay(out, 1)
+            _relay(err, 2)
+    except OSError as err_:
         raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
-                            f"cannot run {launch.config.runc} exec: {os_error_text(err)}") from None
+                            f"cannot run {launch.config.runc} exec: {os_error_text(err_)}") from None
     finally:
-        os.close(spec_fd)
+        for fd in (spec_fd, out, err):
+            os.close(fd)
+        _remove_private_directory(directory)
     audit.child_exit("runc exec", code)
     problem = None if exited(target.pidfd) else user_namespace_problem(target)
     if problem:
         raise LauncherError(ExitCode.INVALID_CONTAINER_PID,
                             f"profiling {target.name}: {problem} while runc started the "
                             f"profiler")
-    if code is None:
-        raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
-                            f"the profiler in {target.name} did not finish in "
-                            f"{PROFILER_TIMEOUT} s; runc exec was killed")
     return code if code >= 0 else 128 - code
+
+
+OUTPUT_GRACE = 5  # seconds runc may go on copying once the profiler has exited
+POLL_STEP = 0.02  # seconds between looks for runc's pid file
+
+
+def _wait(child: int, pid_file: str, name: str) -> int:
+    """runc's exit code; runc is stopped (and the call fails) PROFILER_TIMEOUT seconds after
+    it started, or OUTPUT_GRACE seconds after the profiler exited."""
+    import select
+    import time
+
+    from ..core import interrupts
+    from ..privileged import spawn
+
+    try:
+        runc_fd = os.pidfd_open(child)
+    except OSError:  # before Linux 5.3: runc's own exit, within the time limit, is all we see
+        code = spawn.wait_exit(child, PROFILER_TIMEOUT)
+        if code is None:
+            raise _timed_out(name) from None
+        return code
+    profiler_fd = gone = None
+    deadline = time.monotonic() + PROFILER_TIMEOUT
+    try:
+        poller = select.poll()
+        poller.register(runc_fd, select.POLLIN)
+        while True:
+            waiting_for_pid = profiler_fd is None and gone is None
+            with interrupts.waiting():
+                ready = {fd for fd, _ in poller.poll(POLL_STEP * 1000 if waiting_for_pid
+                                                     else 250)}
+            now = time.monotonic()
+            if runc_fd in ready:
+                return spawn.reap(child)
+            if waiting_for_pid:
+                profiler_fd = _open_profiler(pid_file)
+                if profiler_fd == -1:
+                    profiler_fd, gone = None, now
+                elif profiler_fd is not None:
+                    poller.register(profiler_fd, select.POLLIN)
+            elif profiler_fd in ready:
+                poller.unregister(profiler_fd)
+                os.close(profiler_fd)
+                profiler_fd, gone = None, now
+            if gone is not None and now - gone > OUTPUT_GRACE:
+                spawn.stop(child)
+                raise LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
+                                    f"the profiler in {name} exited, but a process of the "
+                                    f"container held its output open; runc exec was stopped")
+            if now > deadline:
+                spawn.stop(child)
+                raise _timed_out(name)
+    except LauncherError:
+        raise
+    except BaseException:
+        spawn.stop(child)
+        raise
+    finally:
+        os.close(runc_fd)
+        if profiler_fd is not None:
+            os.close(profiler_fd)
+
+
+def _timed_out(name: str) -> LauncherError:
+    return LauncherError(ExitCode.UNABLE_TO_EXECUTE_CONTAINER_SCRIPT,
+                         f"the profiler in {name} did not finish in {PROFILER_TIMEOUT} s; "
+                         f"runc exec was stopped")
+
+
+def _open_profiler(pid_file: str):
+    """A pidfd on the profiler once runc has written its pid file (None before; -1 when the
+    profiler has already gone)."""
+    try:
+        with open(pid_file, "rb") as handle:
+            text = handle.read(32).strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit():
+        return None  # being written
+    try:
+        return os.pidfd_open(int(text))
+    except ProcessLookupError:
+        return -1
+
+
+def _relay(fd: int, to: int) -> None:
+    """What runc captured, at most 64 KiB, as lines of ours: `profiler: <line>` with control
+    characters escaped (errors.one_line), so nothing can pass for a line of the launcher's."""
+    from ..core.errors import one_line
+    from ..paths import files
+
+    data = os.pread(fd, 65536, 0)
+    if not data:
+        return
+    lines = data.decode("utf-8", "replace").splitlines()
+    text = "".join(f"profiler: {one_line(line)}\n" for line in lines)
+    try:
+        files.write_all(to, text.encode("utf-8", "replace"))
+    except OSError:
+        pass  # the caller stopped reading: its loss
+
+
+def _private_directory(launch) -> str:
+    """A new root-only directory for runc's pid file, under the run root."""
+    from ..paths import trust
+
+    run_root = launch.config.run_root
+    os.makedirs(run_root, 0o700, exist_ok=True)
+    problem = trust.chain_problem(run_root)
+    if problem:
+        raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"run root {run_root} is not safe: "
+                                                          f"{problem}")
+    path = f"{run_root}/profile-{os.getpid()}-{os.urandom(4).hex()}"
+    os.mkdir(path, 0o700)
+    return path
+
+
+def _remove_private_directory(path: str) -> None:
+    try:
+        os.unlink(f"{path}/profiler.pid")
+    except FileNotFoundError:
+        pass
+    os.rmdir(path)

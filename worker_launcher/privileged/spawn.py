@@ -35,6 +35,14 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
     directory above it are root's alone (paths.trust); every argument was validated by the
     caller of run; nothing of the caller's process reaches the child (see the module
     docstring)."""
+    return wait_exit(start(argv, stdout=stdout, stderr=stderr, stdin=stdin, env=env, fds=fds,
+                           umask=umask), timeout)
+
+
+def start(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None, fds=(),
+          umask=None) -> int:
+    """Start `argv` as `run` does and return its pid, for a caller that waits its own way;
+    it must end with `wait_exit`, `reap` or `stop` (safe as `run`)."""
     interrupts.checkpoint()
     require_root_program(argv[0])
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
@@ -56,7 +64,7 @@ def run(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
             os.close(fd)
         if null is not None:
             os.close(null)
-    return wait_exit(pid, timeout)
+    return pid
 
 
 def require_root_program(program: str) -> None:
@@ -120,6 +128,16 @@ def wait_exit(pid: int, timeout=None):
         _kill_and_reap(pid)
         return None
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def reap(pid: int) -> int:
+    """The exit code of child `pid`, which has exited (negative: the signal that killed it)."""
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def stop(pid: int) -> None:
+    """Kill child `pid` with its process group and reap it (see _kill_and_reap)."""
+    _kill_and_reap(pid)
 
 
 def _kill_and_reap(pid: int) -> None:
