@@ -82,3 +82,24 @@ def test_without_a_policy_a_root_owned_profile_is_read_by_descriptor(dstorm):
                                dstorm.storm_run_line(wid, seccomp=supervisors))
     assert_refused(result, {39})
     assert not dstorm.exists(wid)
+
+
+def test_without_a_policy_root_only_files_tell_the_supervisor_nothing(dstorm, tmp_path):
+    """A profile path in a root-only directory is read with the supervisor's rights: the
+    refusal is the same whether the file exists, is JSON, or holds a secret (found by
+    review: read as root, the error line leaked the file's first key)."""
+    dstorm.launcher.write_config({"worker.profiler.script.path": str(dstorm.profiler)})
+    secret = dstorm.launcher.prefix / f"root-only-{tmp_path.name}"
+    secret.mkdir(mode=0o700)
+    (secret / "creds.json").write_text('{"hunter2-AKIA-SECRET": {"token": "x"}}')
+    (secret / "key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    wid, workdir = dstorm.worker()
+    messages = set()
+    for name in ("creds.json", "key", "missing"):
+        tokens = dstorm.run_tokens(wid, workdir, seccomp=str(secret / name))
+        result = dstorm.run(USER, "docker-run", workdir, tokens)
+        assert_refused(result, {39})
+        assert "hunter2" not in result.stderr and "BEGIN" not in result.stderr
+        messages.add(result.stderr.split(": refusing ", 1)[1].replace(name, "<name>"))
+    assert len(messages) == 1, messages
+    assert not dstorm.exists(wid)

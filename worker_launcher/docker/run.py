@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..core import identity
 from ..core.errors import ExitCode, LauncherError, by_policy
 from ..paths import files
 from ..paths.sources import open_bind_source
@@ -155,7 +156,8 @@ def seccomp_profile(launch, request, path: str):
             raise by_policy(command_line.reject(path, token, f"the policy {policy.source} names "
                                                              f"no storm.oci.seccomp.profile"))
         try:
-            same = resolve.canonical(named) == wanted
+            with identity.acting_as(launch.caller):
+                same = resolve.canonical(named) == wanted
         except LauncherError:
             same = False
         if not same:
@@ -163,9 +165,11 @@ def seccomp_profile(launch, request, path: str):
         named = wanted
     elif named is None:
         return None
-    try:
-        _, text = trust.read_root_file(named, "seccomp profile", seccomp.MAX_PROFILE_BYTES,
-                                       ExitCode.DOCKER_COMMAND_REJECTED)
+    try:  # with the caller's rights (Storm's supervisor reads the profile itself): root's
+        # files tell the caller nothing (found by review); the chain must still be root's
+        with identity.acting_as(launch.caller):
+            _, text = trust.read_root_file(named, "seccomp profile", seccomp.MAX_PROFILE_BYTES,
+                                           ExitCode.DOCKER_COMMAND_REJECTED)
     except LauncherError as err:
         raise command_line.reject(path, token, err.message) from None
     problem = seccomp.profile_problem(text)
