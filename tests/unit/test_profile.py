@@ -1,6 +1,11 @@
 """The profile verbs' pure parts: Storm's command-file bytes, the process.json runc gets,
 runc's state and docker inspect's answer as identification."""
 
+import errno
+import os
+import subprocess
+import time
+
 import pytest
 
 from worker_launcher.classic import profiler
@@ -126,3 +131,21 @@ def test_anything_but_the_users_running_worker_is_refused(document, why):
         docker_profile.container_facts(document, WID, 2001, 2001, "wlalice")
     assert caught.value.code == ExitCode.INVALID_CONTAINER_PID
     assert why in caught.value.message
+
+
+def test_without_pidfd_a_proc_directory_stands_for_the_process(monkeypatch):
+    """Kernels before 5.3 (RHEL 8) have no pidfd_open: /proc/<pid> held open stays with
+    that process, and shows its exit."""
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    child = subprocess.Popen(["sleep", "0.2"])
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    handle = profiler.open_pidfd(child.pid, "the test's child")
+    try:
+        assert not profiler.exited(handle)
+        child.wait()
+        time.sleep(0.05)
+        assert profiler.exited(handle)
+    finally:
+        os.close(handle)

@@ -105,21 +105,39 @@ def read_arguments(launch, command_file: str) -> list:
 
 
 def open_pidfd(pid: int, what: str) -> int:
+    """A descriptor that stays with process `pid` (not with its number): a pidfd, or on
+    kernels before 5.3 (RHEL 8) its /proc/<pid> directory, whose entries vanish (ESRCH)
+    once that very process has exited, whatever takes its number later."""
+    import errno
+
     if pid <= 1:
         raise refuse(what, "not a container's init")
     try:
         return os.pidfd_open(pid)
     except OSError as err:
+        if err.errno != errno.ENOSYS:
+            raise refuse(what, os_error_text(err)) from None
+    try:
+        return os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
         raise refuse(what, os_error_text(err)) from None
 
 
-def exited(pidfd: int) -> bool:
-    """True once the process behind `pidfd` has exited (the pidfd polls readable)."""
+def exited(handle: int) -> bool:
+    """True once the process behind `handle` (open_pidfd) has exited: a pidfd polls
+    readable; an O_PATH /proc/<pid> directory (which polls invalid) no longer shows it."""
     import select
 
     poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(0))
+    poller.register(handle, select.POLLIN)
+    events = poller.poll(0)
+    if not events or not events[0][1] & select.POLLNVAL:
+        return bool(events)
+    try:
+        os.stat("stat", dir_fd=handle)
+        return False
+    except OSError:
+        return True
 
 
 def runc_state(launch, root, container_id: str):
