@@ -23,7 +23,7 @@ STANDARD_MOUNTS = (
 )
 MASKED_PATHS = ("/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware")
+                "/sys/firmware", "/proc/interrupts", "/sys/devices/virtual/powercap")
 READONLY_PATHS = ("/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                   "/proc/sysrq-trigger")
 NAMESPACES = ("pid", "ipc", "uts", "mount")

@@ -200,10 +200,10 @@ def _file_problem(filename: str) -> str | None:
     try:
         st = os.stat(filename)
     except FileNotFoundError:
-        return None
+        st = None  # (a .pyc not there) its directory still counts: someone could put one
     except OSError as err:
         return f"cannot stat module file {filename}: {os_error_text(err)}"
-    if not root_only_writable(st):
+    if st is not None and not root_only_writable(st):
         return f"module file {filename} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}"
     directory = os.path.dirname(filename)
     if directory not in _checked_dirs:

@@ -49,7 +49,7 @@ def start(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
     extra, previous = [], None
     try:
         for fd in fds:  # copies above any target number, so placing one overwrites no other
-            extra.append(_dup_high(fd))
+            extra.append(_dup_high(fd, 3 + len(fds)))
         actions = [(os.POSIX_SPAWN_DUP2, stdin if null is None else null, 0),
                    (os.POSIX_SPAWN_DUP2, stdout, 1),
                    (os.POSIX_SPAWN_DUP2, stderr, 2)]
@@ -93,10 +93,12 @@ def output(argv: list, *, env=None, timeout=None, limit: int = 1 << 20) -> tuple
         os.close(err)
 
 
-def _dup_high(fd: int) -> int:
+def _dup_high(fd: int, lowest: int) -> int:
+    """A close-on-exec copy of `fd` numbered `lowest` or above (the stub lets a caller's hard
+    NOFILE be as low as 64, so no fixed high number)."""
     import fcntl
 
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
 
 
 def _all_signals() -> tuple:
