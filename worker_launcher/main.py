@@ -1,6 +1,6 @@
 """The entry: argv -> checks -> one command of commands.py. Never prints a traceback."""
 
-import os
+import posix as os
 import sys
 
 from .core import identity

@@ -4,7 +4,7 @@ A piece only some nodes need (docker on an OCI-only node, runc on a docker-only 
 profiler script) is a warning when absent; a piece present but unsafe is a failure.
 """
 
-import os
+import posix as os
 import stat
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -63,9 +63,24 @@ def run_root(cfg) -> tuple:
     return (OK, "run-root", f"{path} is root-owned, mode {stat.S_IMODE(st.st_mode):04o}")
 
 
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def kernel() -> list:
     results = []
-    if os.path.exists("/dev/loop-control"):
+    if _exists("/dev/loop-control"):
         results.append((OK, "loop", "/dev/loop-control is present"))
     else:
         results.append((WARN, "loop", "/dev/loop-control is missing: load the loop module "
@@ -87,7 +102,7 @@ def namespaces() -> tuple:
     container (runc's own state for OCI workers, docker's runc state for docker workers)."""
     from ..docker import DOCKER_RUNC_ROOTS
 
-    roots = [root for root in DOCKER_RUNC_ROOTS if os.path.isdir(root)]
+    roots = [root for root in DOCKER_RUNC_ROOTS if _is_dir(root)]
     docker = (f"docker's in {roots[0]}" if roots else
               f"docker's in {' or '.join(DOCKER_RUNC_ROOTS)} once dockerd runs")
     return (OK, "nsenter", f"profilers start in the worker's container with runc exec (OCI "

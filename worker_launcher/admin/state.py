@@ -12,7 +12,7 @@ lists, a layer directory without its mount, a mount under the run root that belo
 of these. Storm's own reap-oci-container removes each of them safely.
 """
 
-import os
+import posix as os
 
 from ..core.errors import ExitCode, LauncherError
 from ..oci import mountinfo

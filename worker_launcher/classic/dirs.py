@@ -10,7 +10,7 @@ descriptors of that tree (ownership.fix_tree); removal runs with the user's righ
 from __future__ import annotations
 
 import errno
-import os
+import posix as os
 import stat
 
 from ..core import identity

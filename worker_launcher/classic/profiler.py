@@ -26,7 +26,7 @@ container's namespaces when runc joined them.
 
 from __future__ import annotations
 
-import os
+import posix as os
 import stat
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
@@ -394,9 +394,10 @@ def _relay(fd: int, to: int) -> None:
 def _private_directory(launch) -> str:
     """A new root-only directory for runc's pid file, under the run root."""
     from ..paths import trust
+    from ..paths.tree import make_dirs
 
     run_root = launch.config.run_root
-    os.makedirs(run_root, 0o700, exist_ok=True)
+    make_dirs(run_root, 0o700)
     problem = trust.chain_problem(run_root)
     if problem:
         raise LauncherError(ExitCode.INVALID_CONFIG_FILE, f"run root {run_root} is not safe: "

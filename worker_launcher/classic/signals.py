@@ -8,7 +8,7 @@ effective uid would leave root's processes reachable through the real uid 0.
 
 from __future__ import annotations
 
-import os
+import posix as os
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text

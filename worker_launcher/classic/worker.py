@@ -7,7 +7,7 @@ user, write the copy, umask 0027, chdir, exec the copy by its full path (its #! 
 the interpreter).
 """
 
-import os
+import posix as os
 import stat
 
 from ..core import identity

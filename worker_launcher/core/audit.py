@@ -26,7 +26,7 @@ selectors, ~9 ms); no `syslog` module: glibc's reconnects by path after a failed
 
 from __future__ import annotations
 
-import os
+import posix as os
 
 IDENT = "worker-launcher"
 AUTHPRIV = 10 << 3

@@ -6,7 +6,7 @@ cannot signal or trace us. From then on the effective ids are switched temporari
 `acting_as` (saved uid stays 0, so root can be taken back) or for good with `become`.
 """
 
-import os
+import posix as os
 
 from .errors import ExitCode, LauncherError, os_error_text
 
@@ -42,13 +42,21 @@ def start() -> Identity:
     rgid, _, _ = os.getresgid()
     caller = Identity(ruid, rgid, tuple(sorted(set(os.getgroups()) | {rgid})))
     _state["caller"] = caller
-    _state["limits"] = parse_caller_limits(os.environ.pop(CALLER_LIMITS_VARIABLE, ""))
+    _state["limits"] = parse_caller_limits(_pop_environment(CALLER_LIMITS_VARIABLE))
     _state["privileged"] = os.geteuid() == 0
     if _state["privileged"]:
         os.setresgid(0, 0, 0)
         os.setgroups([])
         os.setresuid(0, 0, 0)
     return caller
+
+
+def _pop_environment(name: str) -> str:
+    """os.environ.pop(name, ""): the value, and the variable gone from the environment
+    every program exec'd later inherits."""
+    value = os.environ.pop(name.encode(), b"")  # posix.environ: bytes, a copy of environ
+    os.unsetenv(name)
+    return value.decode("utf-8", "surrogateescape")
 
 
 def caller() -> Identity:

@@ -7,8 +7,6 @@ pure; launch.load_policy reads the root-owned file and resolves the configured p
 
 from __future__ import annotations
 
-import posixpath
-
 from .errors import ExitCode, LauncherError
 
 MAX_POLICY_BYTES = 1024 * 1024
@@ -151,7 +149,7 @@ def _path_value(path: str, key: str, value, base: str | None) -> str:
     if not isinstance(value, str) or not value:
         raise _fail(path, f"{key} must be a path string")
     if not value.startswith("/") and base:
-        value = posixpath.join(base, value)
+        value = f"{base}/{value}"  # normalized below
     normal = normalize(value)
     if normal is None:
         raise _fail(path, f"{key} must be an absolute path without '.' or '..', got {value!r}")

@@ -22,7 +22,7 @@ released, and the record goes.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os
 import stat
 
 from ..core import identity
@@ -38,10 +38,11 @@ def directory(launch) -> str:
     """<run root>/docker, created root-owned 0700 if missing; refused if anyone but root could
     change it or a directory above it."""
     from ..paths import trust
+    from ..paths.tree import make_dirs
 
     path = f"{launch.config.run_root}/{DOCKER_DIR}"
     try:
-        os.makedirs(path, 0o700, exist_ok=True)
+        make_dirs(path, 0o700)
         st = os.lstat(path)
     except OSError as err:
         raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
@@ -143,7 +144,13 @@ def sweep(launch, directory_path: str, own: str | None) -> list:
 def _live_legacy_launch(name: str) -> bool:
     """Staging of a launcher before this one, <id>.<pid>.<random>, whose pid still runs."""
     parts = name.split(".")
-    return len(parts) == 3 and parts[1].isdigit() and os.path.exists(f"/proc/{parts[1]}")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    try:
+        os.stat(f"/proc/{parts[1]}")
+    except OSError:
+        return False
+    return True
 
 
 def _release_staging(path: str) -> None:

@@ -13,7 +13,8 @@ init docker reported. Anything else is refused with exit 9; a docker whose conta
 does not keep in one of DOCKER_RUNC_ROOTS (another runtime) exits 7.
 """
 
-import os
+import posix as os
+import stat
 
 from ..classic import profiler
 from ..core.errors import ExitCode, LauncherError, os_error_text
@@ -106,13 +107,20 @@ def container_facts(document, worker_id: str, uid: int, gid: int, user: str) -> 
     return container_id, pid
 
 
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def runc_root(launch, container_id: str, pid: int, what: str) -> str:
     """The root-owned runc state directory that has `container_id` running with init `pid`."""
     from ..paths.trust import chain_problem
 
     looked = []
     for root in DOCKER_RUNC_ROOTS:
-        if not os.path.isdir(root) or chain_problem(root):
+        if not _is_dir(root) or chain_problem(root):
             continue
         state = profiler.runc_state(launch, root, container_id)
         if state is None:

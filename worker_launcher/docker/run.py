@@ -14,7 +14,7 @@ launches a killed launcher left unfinished (handoff.sweep).
 
 from __future__ import annotations
 
-import os
+import posix as os
 import stat
 
 from ..core import identity
@@ -233,7 +233,7 @@ def start(launch, name: str, record_fd: int) -> int:
     prints only the id."""
     from . import client
 
-    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
     try:
         return client.run(launch, ["start", name], stdout=null, fds=(record_fd,))
     finally:

@@ -111,7 +111,7 @@ def sealed_copy(data: bytes) -> int:
     """A memfd holding `data`, sealed against any change, positioned at 0 (close-on-exec;
     privileged.spawn hands it to docker as one of its descriptors)."""
     import fcntl
-    import os
+    import posix as os
 
     fd = os.memfd_create("wl-seccomp-profile", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
@@ -120,7 +120,7 @@ def sealed_copy(data: bytes) -> int:
             view = view[os.write(fd, view):]
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
                     | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
-        os.lseek(fd, 0, os.SEEK_SET)
+        os.lseek(fd, 0, 0)  # SEEK_SET
     except BaseException:
         os.close(fd)
         raise

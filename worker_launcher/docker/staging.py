@@ -21,7 +21,7 @@ very object:
 
 from __future__ import annotations
 
-import os
+import posix as os
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
 

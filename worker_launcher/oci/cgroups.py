@@ -14,7 +14,7 @@ component at a time with O_NOFOLLOW.
 """
 
 import errno
-import os
+import posix as os
 import stat
 import time
 

@@ -6,7 +6,7 @@ is ever read or written by root. The copies Storm expects (workdir/config.json, 
 file, the runc-<id>.out/.err logs) are written with the supervisor's or the user's rights.
 """
 
-import os
+import posix as os
 
 from ..core import identity
 from ..core.errors import ExitCode, LauncherError, os_error_text
@@ -131,7 +131,7 @@ def runc_delete(launch, container_id: str) -> None:
     memfd: unbounded, so a chatty runc can never block on a full pipe."""
     err_fd = os.memfd_create("runc-delete-stderr", os.MFD_CLOEXEC)
     try:
-        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
         try:
             code = _run_runc(launch, ["delete", "--force", container_id], null, err_fd)
         finally:

@@ -22,7 +22,7 @@ account can change what those strings name.
 
 import errno
 import fcntl
-import os
+import posix as os
 import stat
 
 try:  # the built-in SHA-256: hashlib loads OpenSSL, ~4 ms of every launch
@@ -53,6 +53,11 @@ def file_layer_dir(run_root: str, layer_path: str, st: os.stat_result) -> str:
     """The name of a layer file that is not the one mounted at layer_dir (see above)."""
     key = f"{layer_path}\0{st.st_dev}:{st.st_ino}".encode("utf-8", "surrogateescape")
     return f"{run_root}/{LAYERS}/{sha256(key).hexdigest()}"
+
+
+def _parent(path: str) -> str:
+    """The directory of an absolute path the launcher built (no trailing '/')."""
+    return path.rsplit("/", 1)[0] or "/"
 
 
 def make_dir(path: str, mode: int) -> bool:
@@ -141,7 +146,7 @@ class LayerLock:
         self.fd = None
 
     def __enter__(self):
-        make_dir(os.path.dirname(self.path), PRIVATE)
+        make_dir(_parent(self.path), PRIVATE)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.path, flags, 0o600)
         try:
@@ -181,7 +186,7 @@ def lock_holder(fd: int):
     None (F_GETLK)."""
     import struct
 
-    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0)  # SEEK_SET, whole file
     try:
         kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, request))
     except (OSError, struct.error):
@@ -198,10 +203,10 @@ def mount_layers(run_root: str, layers: list, undo: list) -> list:
     for path, fd in layers:
         mnt = this_call.get(path) or _mounted_layer(run_root, path, fd, mounted)
         if mnt is not None:
-            os.utime(os.path.dirname(mnt))  # most recently used: kept longest by reap
+            os.utime(_parent(mnt))  # most recently used: kept longest by reap
         else:
             mnt = _free_layer_dir(run_root, path, fd, mounted)
-            directory = os.path.dirname(mnt)
+            directory = _parent(mnt)
             make_dir(directory, PRIVATE)
             make_dir(mnt, PRIVATE)
             try:
@@ -238,7 +243,7 @@ def _free_layer_dir(run_root: str, path: str, fd: int, mounted: dict) -> str:
 
 def unmount_layer(mnt: str) -> None:
     mounts.unmount(mnt)
-    for path in (mnt, os.path.dirname(mnt)):
+    for path in (mnt, _parent(mnt)):
         try:
             os.rmdir(path)
         except OSError:
@@ -256,7 +261,7 @@ def release_layer(run_root: str, mnt: str) -> None:
 
 def backing_deleted(source: str) -> bool:
     """The file behind loop device `source` was deleted (the kernel marks it so)."""
-    name = os.path.basename(source)
+    name = source.rsplit("/", 1)[-1]
     try:
         with open(f"/sys/block/{name}/loop/backing_file", encoding="utf-8",
                   errors="surrogateescape") as handle:

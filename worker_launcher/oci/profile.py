@@ -9,7 +9,7 @@ init afterwards. Anything else is refused with exit 9. The profiler then runs wi
 `runc exec` (classic/profiler.py).
 """
 
-import os
+import posix as os
 
 from ..classic import profiler
 from ..core.errors import ExitCode, LauncherError, os_error_text

@@ -11,7 +11,7 @@ started. The launch then acts only through these descriptors:
 - the seccomp profile the policy requires, the container's cgroup and runc's state.
 """
 
-import os
+import posix as os
 import stat
 
 from ..core import identity

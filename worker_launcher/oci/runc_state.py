@@ -24,7 +24,7 @@ Any other case, or any step failing, returns False and the caller runs `runc del
 default state root for root, /run/runc (request.RUNC_STATE_ROOT).
 """
 
-import os
+import posix as os
 import stat
 
 STATE_ROOT = "/run/runc"

@@ -2,7 +2,7 @@
 sources, each opened by descriptor with the supervisor account's rights and judged on that
 descriptor, before anything is mounted."""
 
-import os
+import posix as os
 import stat
 
 from ..core import identity

@@ -8,7 +8,7 @@ its undo, and a failure runs them all, so a failed launch leaves no mount, loop 
 directory, cgroup or runc container behind.
 """
 
-import os
+import posix as os
 
 from ..core import interrupts
 from ..core.errors import ExitCode, LauncherError, os_error_text

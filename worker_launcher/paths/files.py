@@ -2,7 +2,7 @@
 files replaced in a directory held by descriptor, written with whoever's rights the caller
 of `replace` has taken (core.identity.acting_as)."""
 
-import os
+import posix as os
 import stat
 
 from ..core import identity

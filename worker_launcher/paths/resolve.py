@@ -20,8 +20,9 @@ directory, so renaming a component under us cannot move us elsewhere.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os
 import stat
+import sys
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
 from ..core.policy import is_within, normalize
@@ -30,6 +31,7 @@ MAX_SYMLINKS = 40
 DIR_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
 _VANISHED = (FileNotFoundError, NotADirectoryError)
+_FS_ENCODING = sys.getfilesystemencoding()
 _state = {"openat2": None}  # None: not probed yet; then the wrapper or False
 
 
@@ -53,7 +55,7 @@ def _openat2():
             os.close(probe)
 
             def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
-                fd = lib.wl_openat2(dir_fd, os.fsencode(path), flags | os.O_CLOEXEC, resolve)
+                fd = lib.wl_openat2(dir_fd, _fsencode(path), flags | os.O_CLOEXEC, resolve)
                 if fd < 0:
                     code = ffi.errno
                     raise OSError(code, os.strerror(code), path)
@@ -69,6 +71,11 @@ AT_FDCWD = -100
 
 
 # --- pure rules --------------------------------------------------------------------------
+def _fsencode(text: str) -> bytes:
+    """os.fsencode (the os module is not imported: see worker_launcher/__init__.py)."""
+    return text.encode(_FS_ENCODING, "surrogateescape")
+
+
 def pseudo_root(path: str) -> str | None:
     """The pseudo file system (/proc, /sys, /dev) `path` (normalized) is in, or None."""
     for root in PSEUDO_ROOTS:
@@ -109,7 +116,7 @@ def trusted_target(name: str, dir_fd: int, link: os.stat_result):
     if not trusted_link(link, os.fstat(dir_fd)):
         return None
     target = os.readlink(name, dir_fd=dir_fd)
-    return target if link.st_size == len(os.fsencode(target)) > 0 else None
+    return target if link.st_size == len(_fsencode(target)) > 0 else None
 
 
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:

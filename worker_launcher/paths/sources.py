@@ -4,7 +4,7 @@ only, no magic link, nothing under /proc, /sys or /dev but Storm's cgroup root r
 judged by the policy as named (the clearest refusal) and again as found (the canonical path
 of the very entry opened), and returned as an O_PATH descriptor that the runtime pins."""
 
-import os
+import posix as os
 import stat
 
 from ..core import identity

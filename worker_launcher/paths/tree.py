@@ -6,7 +6,7 @@ never make us act outside the tree we opened. (The ownership walk is privileged.
 """
 
 import errno
-import os
+import posix as os
 import stat
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
@@ -18,6 +18,17 @@ FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_N
 # failed user-directory set-up instead of a number outside its table.
 TREE_FAILED = ExitCode.INITIALIZE_USER_FAILED
 _VANISHED = (FileNotFoundError, NotADirectoryError)  # raced away or replaced: skip it
+
+
+def make_dirs(path: str, mode: int) -> None:
+    """os.makedirs(path, mode, exist_ok=True) for an absolute path (the os module is not
+    imported: see worker_launcher/__init__.py): missing parents get the default mode."""
+    parts = path.split("/")
+    for end in range(2, len(parts) + 1):
+        try:
+            os.mkdir("/".join(parts[:end]), mode if end == len(parts) else 0o777)
+        except FileExistsError:
+            pass
 
 
 def list_dir(fd: int, path: str) -> list:

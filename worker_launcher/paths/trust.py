@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix as os
 import stat
 import sys
 
@@ -205,7 +205,7 @@ def _file_problem(filename: str) -> str | None:
         return f"cannot stat module file {filename}: {os_error_text(err)}"
     if st is not None and not root_only_writable(st):
         return f"module file {filename} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}"
-    directory = os.path.dirname(filename)
+    directory = filename.rsplit("/", 1)[0] or "/"
     if directory not in _checked_dirs:
         problem = chain_problem(directory)
         if problem:

@@ -15,7 +15,7 @@ later; `attach_detached` raises OSError on older kernels, and docker then stages
 root (`bind_fd`).
 """
 
-import os
+import posix as os
 import stat
 
 from . import kernel

@@ -9,7 +9,8 @@ arguments (in the manner of runc's mountError), so a failure is one useful line.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os
+import sys
 
 from ._sys import ffi, lib
 
@@ -21,6 +22,7 @@ LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = lib.LO_FLAGS_READ_ONLY, lib.LO_FLAGS_AU
 _FLAG_NAMES = ((MS_RDONLY, "ro"), (MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"),
                (MS_NOEXEC, "noexec"), (MS_BIND, "bind"), (MS_REC, "rec"), (MS_PRIVATE, "private"))
 LOOP_ATTACH_ATTEMPTS = 16
+_FS_ENCODING = sys.getfilesystemencoding()  # os.fsencode's, with its surrogateescape
 
 
 def _error(what: str) -> OSError:
@@ -29,7 +31,7 @@ def _error(what: str) -> OSError:
 
 
 def _c(text):
-    return ffi.NULL if text is None else os.fsencode(text)
+    return ffi.NULL if text is None else text.encode(_FS_ENCODING, "surrogateescape")
 
 
 def flag_names(flags: int) -> str:
@@ -122,5 +124,5 @@ def clone_tree(fd: int, what: str) -> int:
 
 def move_into(tree_fd: int, dir_fd: int, name: str, what: str) -> None:
     """Attach the detached tree `tree_fd` on the entry `name` of directory `dir_fd`."""
-    if lib.wl_move_into(tree_fd, dir_fd, os.fsencode(name)) != 0:
+    if lib.wl_move_into(tree_fd, dir_fd, _c(name)) != 0:
         raise _error(f"move_mount of {what} onto {name}")

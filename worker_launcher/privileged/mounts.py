@@ -5,7 +5,7 @@ it is safe. Errors carry the operation, source, target, flags and errno (kernel.
 """
 
 import errno
-import os
+import posix as os
 import time
 
 from . import kernel

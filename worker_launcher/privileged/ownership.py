@@ -5,7 +5,7 @@ it opened with O_NOFOLLOW; it never follows a symlink nor enters another file sy
 renaming entries under it can change what it sees but never make it act outside the tree.
 """
 
-import os
+import posix as os
 import stat
 
 from ..core.errors import LauncherError, os_error_text

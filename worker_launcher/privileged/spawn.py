@@ -22,7 +22,7 @@ we read back (runc state, docker inspect), through memfds: unbounded, so a chatt
 never block on a full pipe, and nothing is written to a file system.
 """
 
-import os
+import posix as os
 
 from ..core import interrupts
 
@@ -45,7 +45,7 @@ def start(argv: list, *, stdout: int = 1, stderr: int = 2, stdin=None, env=None,
     it must end with `wait_exit`, `reap` or `stop` (safe as `run`)."""
     interrupts.checkpoint()
     require_root_program(argv[0])
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) if stdin is None else None
     extra, previous = [], None
     try:
         for fd in fds:  # copies above any target number, so placing one overwrites no other
@@ -185,7 +185,7 @@ def guard(cleanup, keep=()) -> None:
     cleanup is done); it runs in a session of its own, ignores the cancel signals and
     cannot be reached by the caller (all its ids are root). Safe: it runs no program and
     reads no input; `cleanup` is code of ours on paths of the root-only run root."""
-    import signal
+    import _signal  # `signal` imports enum
 
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -195,9 +195,9 @@ def guard(cleanup, keep=()) -> None:
         return
     try:
         os.setsid()
-        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(number, signal.SIG_IGN)
-        null = os.open(os.devnull, os.O_RDWR)
+        for number in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT):
+            _signal.signal(number, _signal.SIG_IGN)
+        null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the caller's pipes see end-of-file when the launcher ends
         for name in os.listdir("/proc/self/fd"):
