@@ -66,3 +66,33 @@ def test_no_module_loads_os_when_imported():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]", (names, out)
+
+
+def _fresh(code: str) -> str:
+    root = str(PACKAGE.parent)
+    return subprocess.run([sys.executable, "-I", "-S", "-c", "import sys\nsys.path.insert(0, "
+                           f"{root!r})\n" + code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_the_code_trust_check_and_the_config_read_load_neither_resolve_nor_policy():
+    """Every call (signal too) runs them: paths.resolve only at a symlink on a chain."""
+    out = _fresh("from worker_launcher.paths import trust\n"
+                 "trust.code_problems()\ntrust.chain_problem('/usr/lib')\n"
+                 "print(sorted(n for n in sys.modules if n.endswith(('.resolve', '.policy'))))")
+    assert out == "[]"
+
+
+def test_the_code_trust_check_covers_what_it_imports_itself(tmp_path):
+    """A module imported while the check runs (resolve, at a symlink) is checked as well."""
+    (tmp_path / "latecomer.py").write_text("")
+    out = _fresh("from worker_launcher.paths import trust\n"
+                 "real = trust._file_problem\n"
+                 "def file_problem(name):\n"
+                 "    if 'latecomer' not in sys.modules:\n"
+                 f"        sys.path.append({str(tmp_path)!r})\n"
+                 "        import latecomer\n"
+                 "    return real(name)\n"
+                 "trust._file_problem = file_problem\n"
+                 f"print(any({str(tmp_path)!r} in problem for problem in trust.code_problems()))")
+    assert out == "True"

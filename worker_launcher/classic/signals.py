@@ -6,8 +6,6 @@ whose real or saved uid equals the sender's real OR effective uid, so switching 
 effective uid would leave root's processes reachable through the real uid 0.
 """
 
-from __future__ import annotations
-
 import posix as os
 
 from ..core import identity
@@ -17,7 +15,7 @@ _SPACE = " \t\n\v\f\r"
 INT_MAX = 2**31 - 1
 
 
-def parse_c_long(text: str) -> int | None:
+def parse_c_long(text: str) -> "int | None":
     """strtol(text, &end, 10) with *end == '\\0' required, as Storm checks its arguments:
     leading white space and one sign allowed, then at least one digit and nothing else."""
     body = text.lstrip(_SPACE)

@@ -24,8 +24,6 @@ does later changes where the line goes. `_socket`, not `socket` (which imports e
 selectors, ~9 ms); no `syslog` module: glibc's reconnects by path after a failed send.
 """
 
-from __future__ import annotations
-
 import posix as os
 
 IDENT = "worker-launcher"
@@ -162,7 +160,7 @@ def _write(outcome: str, code: int, message) -> None:
         pass  # an unreachable log never changes the outcome of the call
 
 
-def syslog_reachable(path: str = "/dev/log") -> str | None:
+def syslog_reachable(path: str = "/dev/log") -> "str | None":
     """None when the syslog socket accepts a connection, else why not (for --check-config)."""
     import _socket  # not `socket`: that pulls in enum and selectors, ~9 ms
 

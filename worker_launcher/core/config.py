@@ -1,4 +1,8 @@
-"""worker-launcher.cfg: Storm's key=value file. Parsing is pure; reading is in trust.py."""
+"""worker-launcher.cfg: Storm's key=value file. Parsing is pure; reading is in trust.py.
+
+Also the rule every path the launcher trusts or decides on is put in (`normalize`,
+`is_within`): here, where every call loads it anyway, not in policy.py, which the code-trust
+check would then load on every call for these two functions."""
 
 from .errors import ExitCode, LauncherError
 
@@ -39,6 +43,21 @@ class Config:
     def __init__(self, **values):
         for name in self.__slots__:
             setattr(self, name, values[name])
+
+
+def normalize(path: str) -> "str | None":
+    """The canonical form of an absolute path, or None if it is relative or has '.', '..'."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        return None
+    parts = [part for part in path.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        return None
+    return "/" + "/".join(parts)
+
+
+def is_within(path: str, top: str) -> bool:
+    """True when `path` is `top` or below it (both normalized)."""
+    return path == top or top == "/" or path.startswith(top + "/")
 
 
 def _fail(path: str, message: str) -> LauncherError:

@@ -5,8 +5,7 @@ key names, so an operator can point it at a root-owned copy of storm.yaml. Every
 pure; launch.load_policy reads the root-owned file and resolves the configured paths.
 """
 
-from __future__ import annotations
-
+from .config import is_within, normalize  # noqa: F401  (the path rules, re-exported)
 from .errors import ExitCode, LauncherError
 
 MAX_POLICY_BYTES = 1024 * 1024
@@ -26,21 +25,6 @@ PATH_KEYS = ("storm.local.dir", "storm.home", "storm.workers.artifacts.dir", "st
              "storm.log.dir", "storm.oci.resources.local.dir")
 # Storm's defaults.yaml values of keys a storm.yaml usually leaves out.
 DEFAULT_NSCD_DIR = "/var/run/nscd"
-
-
-def normalize(path: str) -> str | None:
-    """The canonical form of an absolute path, or None if it is relative or has '.', '..'."""
-    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
-        return None
-    parts = [part for part in path.split("/") if part]
-    if any(part in (".", "..") for part in parts):
-        return None
-    return "/" + "/".join(parts)
-
-
-def is_within(path: str, top: str) -> bool:
-    """True when `path` is `top` or below it (both normalized)."""
-    return path == top or top == "/" or path.startswith(top + "/")
 
 
 def _matches(path: str, pattern: str) -> bool:
@@ -95,7 +79,7 @@ class Policy:
             patterns.append(f"{self.local_dir}/supervisor")
         return tuple(patterns) + self.readwrite_patterns()
 
-    def bind_refusal(self, source: str, writable: bool) -> str | None:
+    def bind_refusal(self, source: str, writable: bool) -> "str | None":
         """Why `source` (a resolved host path) may not be bind-mounted, or None."""
         path = normalize(source)
         if path is None:
@@ -120,7 +104,7 @@ class Policy:
     def directory_roots(self) -> tuple:
         return tuple(root for root in (self.local_dir, self.artifacts_dir) if root)
 
-    def directory_refusal(self, target: str) -> str | None:
+    def directory_refusal(self, target: str) -> "str | None":
         """Why a directory verb may not act on `target` (a resolved path), or None."""
         path = normalize(target)
         if path is None:
@@ -145,7 +129,7 @@ def _fail(path: str, message: str) -> LauncherError:
     return LauncherError(ExitCode.INVALID_CONFIG_FILE, f"invalid policy file {path}: {message}")
 
 
-def _path_value(path: str, key: str, value, base: str | None) -> str:
+def _path_value(path: str, key: str, value, base: "str | None") -> str:
     if not isinstance(value, str) or not value:
         raise _fail(path, f"{key} must be a path string")
     if not value.startswith("/") and base:

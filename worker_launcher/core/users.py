@@ -1,7 +1,5 @@
 """The target user: who a worker runs as. Storm's checks, as a pure function plus a lookup."""
 
-from __future__ import annotations
-
 import pwd
 
 from .errors import ExitCode, LauncherError
@@ -25,7 +23,7 @@ class TargetUser:
         self.name, self.identity = name, identity
 
 
-def user_problem(name: str, uid: int | None, min_user_id: int, banned: frozenset) -> str | None:
+def user_problem(name: str, uid: "int | None", min_user_id: int, banned: frozenset) -> "str | None":
     """Why `name` (with `uid`, None when unknown) may not run workers, or None."""
     if not valid_user_name(name):
         return f"invalid user name {name!r}"

@@ -1,10 +1,8 @@
 """The typed field checks oci-config.json is validated with: every refusal is exit 24 with
 the JSON path of the offending field. Pure."""
 
-from __future__ import annotations
-
 from ..core.errors import ExitCode, LauncherError
-from ..core.policy import normalize
+from ..core.config import normalize
 
 MAX_ITEMS = 4096
 I64 = 2**63 - 1
@@ -19,7 +17,7 @@ def refuse(where: str, problem: str) -> LauncherError:
 
 
 def with_fields(obj, where: str, required: tuple, optional: tuple = (),
-                refused: dict | None = None) -> dict:
+                refused: "dict | None" = None) -> dict:
     """`obj` as an object with exactly these keys: all of `required`, any of `optional`;
     `refused` maps keys with a reason of their own."""
     if not isinstance(obj, dict):

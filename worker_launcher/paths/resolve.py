@@ -17,15 +17,13 @@ path is walked one component at a time with O_NOFOLLOW, holding a descriptor of 
 directory, so renaming a component under us cannot move us elsewhere.
 """
 
-from __future__ import annotations
-
 import errno
 import posix as os
 import stat
 import sys
 
 from ..core.errors import ExitCode, LauncherError, os_error_text
-from ..core.policy import is_within, normalize
+from ..core.config import is_within, normalize
 
 MAX_SYMLINKS = 40
 DIR_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,7 +74,7 @@ def _fsencode(text: str) -> bytes:
     return text.encode(_FS_ENCODING, "surrogateescape")
 
 
-def pseudo_root(path: str) -> str | None:
+def pseudo_root(path: str) -> "str | None":
     """The pseudo file system (/proc, /sys, /dev) `path` (normalized) is in, or None."""
     for root in PSEUDO_ROOTS:
         if is_within(path, root):

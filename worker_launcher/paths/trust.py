@@ -1,21 +1,25 @@
-"""Ownership checks on what the launcher trusts: its config, policy, binary and own code."""
+"""Ownership checks on what the launcher trusts: its config, policy, binary and own code.
 
-from __future__ import annotations
+Every call runs the code-trust check and reads the config through here: paths.resolve is
+imported only when a chain has a symlink (most have none), and no annotation needs
+`from __future__ import annotations`."""
 
 import posix as os
 import stat
 import sys
 
+from ..core.config import normalize
 from ..core.errors import ExitCode, LauncherError, os_error_text
-from ..core.policy import normalize
-from . import resolve
+
+MAX_SYMLINKS = 40  # as paths.resolve
+_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # resolve.DIR_PATH_FLAGS
 
 
 def root_only_writable(st: os.stat_result) -> bool:
     return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _owner_problem(where: str, st: os.stat_result) -> str | None:
+def _owner_problem(where: str, st: os.stat_result) -> "str | None":
     if root_only_writable(st):
         return None
     return (f"{where} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}; "
@@ -35,7 +39,7 @@ def root_chain(path: str) -> tuple:
     current = normalize(path)
     if current is None:
         return None, path, f"{path!r} is not an absolute path without '.' or '..'"
-    for _ in range(resolve.MAX_SYMLINKS):
+    for _ in range(MAX_SYMLINKS):
         try:
             fd, start = _walk_start(current)
         except OSError as err:
@@ -64,11 +68,11 @@ def _walk_start(path: str) -> tuple:
         prefix = path[:cut]
         if prefix in _root_only_dirs:
             try:
-                return os.open(prefix, resolve.DIR_PATH_FLAGS), prefix
+                return os.open(prefix, _DIR_PATH), prefix
             except FileNotFoundError:
                 _root_only_dirs.discard(prefix)
         cut = path.rfind("/", 0, cut)
-    return os.open("/", resolve.DIR_PATH_FLAGS), "/"
+    return os.open("/", _DIR_PATH), "/"
 
 
 def _root_chain_once(fd: int, start: str, path: str):
@@ -90,6 +94,8 @@ def _root_chain_once(fd: int, start: str, path: str):
             except FileNotFoundError:
                 return None, path, None
             if stat.S_ISLNK(st.st_mode):
+                from . import resolve
+
                 target = resolve.trusted_target(name, fd, st)
                 if target is not None:
                     return resolve.follow_link(here.rsplit("/", 1)[0], target, parts[index + 1:])
@@ -100,10 +106,11 @@ def _root_chain_once(fd: int, start: str, path: str):
                 return None, path, problem
             if index < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
                 return None, path, f"{here} is not a directory"
-            flags = (resolve.DIR_PATH_FLAGS if index < len(parts) - 1
+            flags = (_DIR_PATH if index < len(parts) - 1
                      else os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             child = os.open(name, flags, dir_fd=fd)
-            if not resolve.same_file(os.fstat(child), st):
+            seen = os.fstat(child)
+            if (seen.st_dev, seen.st_ino) != (st.st_dev, st.st_ino):
                 os.close(child)
                 return None, path, f"{here} changed while it was checked"
             if stat.S_ISDIR(st.st_mode):
@@ -118,7 +125,7 @@ def _root_chain_once(fd: int, start: str, path: str):
             os.close(held)
 
 
-def chain_problem(path: str) -> str | None:
+def chain_problem(path: str) -> "str | None":
     """Why `path` or one of its parents could be changed by someone other than root, or None."""
     fd, _, problem = root_chain(path)
     if fd is not None:
@@ -130,7 +137,7 @@ def _read_reopened(fd: int, limit: int) -> bytes:
     """At most limit + 1 bytes of the entry behind the O_PATH `fd` (reopened through
     /proc/self/fd/N). (files.read_limited's loop: importing paths.files for it would cost
     every call ~0.1 ms.)"""
-    data_fd = os.open(resolve.fd_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    data_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     chunks, total = [], 0
     try:
         while total <= limit:
@@ -169,7 +176,7 @@ def read_root_file(path: str, what: str, limit: int, code: int) -> tuple:
         raise LauncherError(code, f"{what} {resolved} is not UTF-8 text") from None
 
 
-def binary_problem(path: str, group_gid: int) -> str | None:
+def binary_problem(path: str, group_gid: int) -> "str | None":
     """Storm's rule for the setuid binary: root:<launcher group>, no 'other' bits, ug+s."""
     if not path:
         return "the binary path was not set at build time"
@@ -193,7 +200,7 @@ _checked_dirs = set()  # directories found safe in this run
 _checked_files = set()  # module files found safe in this run
 
 
-def _file_problem(filename: str) -> str | None:
+def _file_problem(filename: str) -> "str | None":
     """Why a module file (or its directory chain) could be changed by someone but root."""
     if filename in _checked_files:
         return None
@@ -225,14 +232,21 @@ def code_problems() -> list:
                 problems.append(f"module search path {entry!r}: {problem}")
             else:
                 _checked_dirs.add(entry)
-    for module in list(sys.modules.values()):
-        for attribute in ("__file__", "__cached__"):
-            filename = getattr(module, attribute, None)
-            if isinstance(filename, str):
-                problem = _file_problem(filename)
-                if problem:
-                    problems.append(problem)
-    return problems
+    seen = set()
+    while True:  # until a pass finds nothing new: the check itself may import (resolve)
+        fresh = [(name, module) for name, module in list(sys.modules.items()) if name not in seen]
+        if not fresh:
+            return problems
+        for name, module in fresh:
+            seen.add(name)
+            if getattr(getattr(module, "__spec__", None), "origin", None) == "frozen":
+                continue  # its code is in the interpreter: its __file__ is only for tracebacks
+            for attribute in ("__file__", "__cached__"):
+                filename = getattr(module, attribute, None)
+                if isinstance(filename, str):
+                    problem = _file_problem(filename)
+                    if problem:
+                        problems.append(problem)
 
 
 class _CheckedFinder:

@@ -6,8 +6,6 @@ Every call raises OSError with the errno and a message naming the operation and 
 arguments (in the manner of runc's mountError), so a failure is one useful line.
 """
 
-from __future__ import annotations
-
 import errno
 import posix as os
 import sys
@@ -42,7 +40,7 @@ def flag_names(flags: int) -> str:
     return ",".join(names) or "0"
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(source: str, target: str, fstype: "str | None", flags: int, data: "str | None" = None) -> None:
     if lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data)) != 0:
         raise _error(f"mount {source} on {target} (type {fstype}, flags {flag_names(flags)}"
                      f"{', data ' + data if data else ''})")
