@@ -3,7 +3,7 @@ and --list-state's reading of mountinfo and a run root (a fake one, no root need
 
 import pytest
 
-from worker_launcher.admin import keys, options, state
+from worker_launcher.admin import checks, keys, options, state
 from worker_launcher.core import policy
 from worker_launcher.core.errors import LauncherError
 from worker_launcher.oci import mountinfo
@@ -77,14 +77,14 @@ def test_config_mistakes():
 
 
 def test_unusable_verbs():
-    assert keys.unusable_verbs(policy.Policy()) == []  # not configured: nothing to judge
+    assert checks.unusable_verbs(policy.Policy()) == []  # not configured: nothing to judge
     full = policy.from_mapping({"storm.home": "/opt/storm", "storm.local.dir": "/var/storm"}, "p",
                                "/run/wl")
-    assert keys.unusable_verbs(full) == []  # artifacts: /opt/storm/logs/workers-artifacts
-    (problem,) = keys.unusable_verbs(policy.from_mapping({"storm.local.dir": "/var/storm"}, "p",
+    assert checks.unusable_verbs(full) == []  # artifacts: /opt/storm/logs/workers-artifacts
+    (problem,) = checks.unusable_verbs(policy.from_mapping({"storm.local.dir": "/var/storm"}, "p",
                                                          "/run/wl"))
     assert problem.startswith("p sets none of storm.workers.artifacts.dir")
-    (problem,) = keys.unusable_verbs(policy.from_mapping(
+    (problem,) = checks.unusable_verbs(policy.from_mapping(
         {"storm.workers.artifacts.dir": "/var/log/storm/workers-artifacts"}, "p", "/run/wl"))
     assert problem.startswith("p sets no storm.local.dir: code-dir, blob, rmr, worker")
 

@@ -91,7 +91,6 @@ def _config_checks(candidate=None, candidate_policy=None) -> tuple:
 
     from .. import _build
     from ..paths import trust
-    from . import keys
 
     results = []
     try:
@@ -102,8 +101,11 @@ def _config_checks(candidate=None, candidate_policy=None) -> tuple:
     results.append(Result(OK, "config", f"{resolved} parses (a candidate: not installed, its "
                                         f"owner and mode not checked)" if candidate else
                                         f"{resolved} is root-owned and parses"))
-    results += [Result(FAIL, "config", problem)
-                for problem in keys.config_key_problems(cfg.unknown_keys, resolved)]
+    if cfg.unknown_keys:
+        from . import keys
+
+        results += [Result(FAIL, "config", problem)
+                    for problem in keys.config_key_problems(cfg.unknown_keys, resolved)]
     try:
         gid = grp.getgrnam(cfg.group).gr_gid
         results.append(Result(OK, "group", f"launcher group {cfg.group} is gid {gid}"))
@@ -124,7 +126,6 @@ def _config_checks(candidate=None, candidate_policy=None) -> tuple:
 def _policy_checks(cfg, candidate, named=None) -> list:
     """`named`: the policy a candidate config names, which must also be safe to install."""
     from ..paths import trust
-    from . import keys
 
     try:
         loaded = _load_policy(cfg, candidate)
@@ -140,10 +141,29 @@ def _policy_checks(cfg, candidate, named=None) -> list:
         results = [Result(OK, "policy", f"{loaded.source} is valid (a candidate: not installed)"
                           if candidate and not named else
                           f"{loaded.source} is root-owned and valid")]
-    results += [Result(FAIL, "policy", problem)
-                for problem in keys.policy_key_problems(loaded.ignored_keys, loaded.source)]
-    results += [Result(FAIL, "policy", problem) for problem in keys.unusable_verbs(loaded)]
+    if loaded.ignored_keys:
+        from . import keys
+
+        results += [Result(FAIL, "policy", problem)
+                    for problem in keys.policy_key_problems(loaded.ignored_keys, loaded.source)]
+    results += [Result(FAIL, "policy", problem) for problem in unusable_verbs(loaded)]
     return results
+
+
+def unusable_verbs(loaded) -> list:
+    """What a configured policy leaves no verb can do, one line each."""
+    if not loaded.configured:
+        return []
+    problems = []
+    if not loaded.local_dir:
+        problems.append(f"{loaded.source} sets no storm.local.dir: code-dir, blob, rmr, worker, "
+                        f"launch-docker-container and run-oci-container refuse every path "
+                        f"(exit 5), as nothing is below a storm directory")
+    if not loaded.artifacts_dir:
+        problems.append(f"{loaded.source} sets none of storm.workers.artifacts.dir, storm.log.dir "
+                        f"and storm.home: artifacts-dir refuses every worker's artifacts "
+                        f"directory (exit 5), and no container may bind it")
+    return problems
 
 
 def collect(candidate=None, candidate_policy=None) -> list:
@@ -157,7 +177,7 @@ def collect(candidate=None, candidate_policy=None) -> list:
         import _socket  # noqa: F401  what the checks load, loaded as root (see entry.py)
         import codecs
 
-        from ..core import audit, identity  # noqa: F401
+        from ..core import identity
 
         codecs.lookup("ascii")  # encodings.ascii, for /proc/filesystems
 

@@ -1,6 +1,7 @@
-"""--check-config: which keys of worker-launcher.cfg and of the policy are mistakes, and which
-policies leave a verb unusable. Pure; only --check-config imports it, and difflib (with re,
-enum, collections: ~5 ms) only for a key that comes close to one the launcher reads.
+"""--check-config: which keys of worker-launcher.cfg and of the policy are mistakes. Pure;
+only --check-config imports it, and only for a key the launcher does not read (most configs
+and policies have none), and difflib (with re, enum, collections: ~5 ms) only for a key that
+comes close to one the launcher reads.
 
 worker-launcher.cfg holds only launcher keys, so every key the launcher does not read is a
 mistake. The policy may be a root-owned copy of storm.yaml, full of keys that are none of
@@ -86,20 +87,4 @@ def policy_key_problems(keys, path: str) -> list:
             hint = _did_you_mean(key, POLICY_KEYS)
             if hint:
                 problems.append(f"unknown key {key} in {path} is ignored{hint}")
-    return problems
-
-
-def unusable_verbs(loaded) -> list:
-    """What a configured policy leaves no verb can do, one line each."""
-    if not loaded.configured:
-        return []
-    problems = []
-    if not loaded.local_dir:
-        problems.append(f"{loaded.source} sets no storm.local.dir: code-dir, blob, rmr, worker, "
-                        f"launch-docker-container and run-oci-container refuse every path "
-                        f"(exit 5), as nothing is below a storm directory")
-    if not loaded.artifacts_dir:
-        problems.append(f"{loaded.source} sets none of storm.workers.artifacts.dir, storm.log.dir "
-                        f"and storm.home: artifacts-dir refuses every worker's artifacts "
-                        f"directory (exit 5), and no container may bind it")
     return problems

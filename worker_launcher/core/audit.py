@@ -158,17 +158,3 @@ def _write(outcome: str, code: int, message) -> None:
             "utf-8", "surrogateescape"))
     except OSError:
         pass  # an unreachable log never changes the outcome of the call
-
-
-def syslog_reachable(path: str = "/dev/log") -> "str | None":
-    """None when the syslog socket accepts a connection, else why not (for --check-config)."""
-    import _socket  # not `socket`: that pulls in enum and selectors, ~9 ms
-
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-    try:
-        probe.connect(path)
-    except OSError as err:
-        return f"cannot connect to {path}: {err.strerror}"
-    finally:
-        probe.close()
-    return None

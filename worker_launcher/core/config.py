@@ -29,6 +29,10 @@ PATH_KEYS = (
     "worker.launcher.oci.runc",
     "worker.launcher.policy",
 )
+# Not a key: where docker's runc keeps its containers: dockerd's own containerd (Debian's
+# docker.io), then a system containerd (docker-ce with containerd.io). Namespace "moby". Here
+# (loaded by every call), so --check-config names them without importing the docker package.
+DOCKER_RUNC_ROOTS = ("/run/docker/runtime-runc/moby", "/run/containerd/runc/moby")
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_LOCK_TIMEOUT = 3600
 
