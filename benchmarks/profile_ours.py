@@ -36,15 +36,15 @@ FLAGS = ["-I", "-S", "-B"]
 
 # The entry's run() ends with os._exit (no atexit, no flush of anything else): made to
 # raise SystemExit in this process only, so the profile can be written.
-CPROFILE = """import cProfile, os, sys
+CPROFILE = """import cProfile, os, posix, sys
 entry, out = sys.argv[1], sys.argv[2]
 sys.argv = [entry] + sys.argv[3:]
-real_exit, me, status = os._exit, os.getpid(), 0
+real_exit, me, status = posix._exit, os.getpid(), 0
 def _exit(code):
     if os.getpid() != me:
         real_exit(code)
     raise SystemExit(code)
-os._exit = _exit
+posix._exit = os._exit = _exit  # the launcher calls posix._exit (it imports posix as os)
 with open(entry) as f:
     code = compile(f.read(), entry, "exec")
 profile = cProfile.Profile()
