@@ -58,6 +58,26 @@ def test_launch_and_reap(oci):
     assert again.returncode == 0, again.stderr
 
 
+
+def test_the_container_root_is_a_volatile_overlay(oci):
+    """The upper layer is the container's scratch space, removed at reap: mounted volatile
+    (Linux 5.10+; plain before), so unmounting it never syncs the run root's file system."""
+    from pathlib import Path
+
+    worker = oci.new_worker("echo up > $WORKDIR/up.out\nsleep 300\n")
+    assert worker.launch().returncode == 0
+    worker.wait_for("up.out")
+    rootfs = f"{oci.run_root}/{worker.container_id}/rootfs"
+    (entry,) = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if line.split(" ")[4] == rootfs]
+    fstype, _, options = entry.split(" - ")[1].split(" ")[:3]
+    release = tuple(int(part) for part in os.uname().release.split(".")[:2])
+    volatile = {"volatile", "fsync=volatile"} & set(options.split(","))  # (newer kernels)
+    assert fstype == "overlay" and bool(volatile) == (release >= (5, 10))
+    assert worker.reap(keep=0).returncode == 0
+    assert mounted_under(oci.run_root) == [] and loops_backed_by(oci.layers) == []
+    assert not (oci.run_root / worker.container_id).exists()
+
 def test_launch_without_a_policy(oci):
     """With no policy file the built-in rules apply: layers in a `layers` directory, the
     artifacts link to any unprotected directory of the port owned by the user, Storm's

@@ -32,9 +32,21 @@ def mount_layer(layer_fd: int, layer_path: str, mountpoint: str) -> None:
 def mount_overlay(lower_dirs: list, upper: str, work: str, target: str) -> None:
     """Mount the container's root: the layers read-only below, `upper` (root-owned, in the
     container's run directory) on top. Safe: every path is a root-owned directory under the
-    run root built by us; nosuid and nodev; runc then makes the root read-only inside."""
+    run root built by us; nosuid and nodev; runc then makes the root read-only inside.
+
+    `volatile` (Linux 5.10+; without it on older kernels, which refuse it with EINVAL): no
+    sync of the upper layer ever, unmounting included, which would otherwise flush the whole
+    file system the run root is on (~0.6 ms quiet, far more under concurrent writes). The
+    upper layer is the container's own scratch space, removed with it at reap and never
+    mounted again: the case the option was made for ("ovl: provide a mount option
+    volatile", Linux c86243b090bc). Storm's workers keep what must last in their binds."""
     data = f"lowerdir={':'.join(lower_dirs)},upperdir={upper},workdir={work}"
-    kernel.mount("overlay", target, "overlay", OVERLAY_FLAGS, data)
+    try:
+        kernel.mount("overlay", target, "overlay", OVERLAY_FLAGS, data + ",volatile")
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+        kernel.mount("overlay", target, "overlay", OVERLAY_FLAGS, data)
 
 
 def unmount(target: str) -> bool:
