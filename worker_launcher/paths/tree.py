@@ -79,6 +79,13 @@ def remove_below(top_fd: int, top_path: str, errors: list, open_dir) -> None:
             fd, path, name, pending = stack[-1]
             if pending:
                 child_name = pending.pop()
+                try:  # an empty directory (most of a container's upper layer) goes at once
+                    os.rmdir(child_name, dir_fd=fd)
+                    continue
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    pass  # not empty, a mount point, not ours to remove, replaced: see below
                 where = f"{path}/{child_name}"
                 opened = open_dir(fd, child_name, where)
                 if opened is None:
