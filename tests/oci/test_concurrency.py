@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from support.layerlock import LayerLock
 from support.oci import assert_nothing_left, loops_backed_by, mounted_under, runc_binary, runc_ids
 
 UP = "echo up > $WORKDIR/up.out\nsleep 300\n"
@@ -67,6 +68,38 @@ def slow_failing_runc(oci) -> Path:
                     f'exec {runc_binary()} "$@"\n')
     os.chmod(path, 0o755)
     return path
+
+
+def test_the_lock_is_shared_to_look_and_exclusive_only_to_unmount(oci):
+    """While another holds the layer lock shared (a launch standing its overlay on the
+    layers): a launch of mounted layers and a reap with nothing to unmount (keep 100) go on
+    without waiting; a reap that must unmount a layer waits for it exclusive, up to the lock
+    timeout (then exit 45 naming the lock), and goes on once it is free."""
+    values = {"worker.launcher.policy": str(oci.launcher.conf.parent / "policy.yaml"),
+              "worker.launcher.oci.lock-timeout": "2"}
+    oci.launcher.write_config(values)
+    first, second = oci.new_worker(UP), oci.new_worker(UP, port=6701)
+    assert first.launch().returncode == 0  # mounts the layers
+    lock = LayerLock(oci.run_root).hold(shared=True)
+    try:
+        started = time.monotonic()
+        launched = second.launch()
+        assert launched.returncode == 0, launched.stderr
+        assert second.wait_for("up.out") == "up\n"
+        reaped = first.reap(keep=100)
+        assert reaped.returncode == 0, reaped.stderr
+        assert time.monotonic() - started < 2
+        assert len(layer_mounts(oci)) == 3
+        reaped = second.reap(keep=0)  # its layers are unused once it is gone: to unmount
+        assert reaped.returncode == 45
+        assert "timed out after 2 s waiting for the layer lock" in reaped.stderr
+        assert second.container_id not in runc_ids()  # its own container went, lock or not
+        assert not (oci.run_root / second.container_id).exists()
+    finally:
+        lock.close()
+    assert second.reap(keep=0).returncode == 0
+    assert layer_mounts(oci) == set()
+    assert_clean(oci, [first, second])
 
 
 def test_failed_launch_keeps_layers_a_newer_container_stands_on(oci):

@@ -56,6 +56,23 @@ def stopped_launch(oci):
     the lock until the launch waits for it, then steps it (ptrace) to that point. Its own
     lock timeout (3 s) runs out while it is stopped. Yields (worker, Popen); the launch is
     continued and reaped afterwards whatever happened."""
+    yield from _stopped_launch(oci)
+
+
+@pytest.fixture
+def stopped_launch_on_unused_layers(oci):
+    """As stopped_launch, with the layers already mounted and used by nothing (an earlier
+    worker reaped with keep 100): a reap with keep 0 then has layers to unmount, which needs
+    the lock exclusive (the stopped launch holds it shared, to stand on them)."""
+    configure(oci, lock_timeout=3)
+    earlier = oci.new_worker(UP, port=6703)
+    assert earlier.launch().returncode == 0
+    assert earlier.reap(keep=100).returncode == 0
+    assert len(loops_backed_by(oci.layers)) == len(oci.layers)
+    yield from _stopped_launch(oci)
+
+
+def _stopped_launch(oci):
     configure(oci, lock_timeout=3)
     worker = oci.new_worker(UP)
     lock = LayerLock(oci.run_root).hold()
@@ -73,8 +90,9 @@ def stopped_launch(oci):
         worker.reap(keep=0)
 
 
-def test_a_stopped_holder_blocks_another_users_call_only_until_the_timeout(oci, stopped_launch):
-    worker, launch = stopped_launch
+def test_a_stopped_holder_blocks_another_users_call_only_until_the_timeout(
+        oci, stopped_launch_on_unused_layers):
+    worker, launch = stopped_launch_on_unused_layers
     started = time.monotonic()
     waiter = oci.launcher.run("wlbob", "reap-oci-container", f"6701-{worker.container_id[5:]}", 0)
     took = time.monotonic() - started

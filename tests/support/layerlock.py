@@ -17,8 +17,10 @@ class LayerLock:
         self.inode = os.fstat(self.fd).st_ino
         self.held = False
 
-    def hold(self) -> "LayerLock":
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+    def hold(self, shared: bool = False) -> "LayerLock":
+        """Exclusive (as a launcher mounting or unmounting a layer) or shared (as a launch
+        standing its overlay on mounted layers, or a reap looking at them)."""
+        fcntl.lockf(self.fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         self.held = True
         return self
 

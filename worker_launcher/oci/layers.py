@@ -131,7 +131,13 @@ def _make_private(fd: int, path: str) -> None:
 
 
 class LayerLock:
-    """Exclusive fcntl lock on <run-root>/layers/lock while layers are mounted or unmounted.
+    """fcntl lock on <run-root>/layers/lock: shared to look at the layer database, exclusive
+    to mount or unmount a layer (as the C launcher's read and write locks). A launch that
+    finds its layers mounted holds it shared until its overlay is mounted on them (the C
+    launcher lets go before): no reaper can unmount them in between, and once the overlay is
+    mounted every reaper sees them in use. So launches of warm layers and reaps with nothing
+    to unmount (Storm's keep count 100) never wait for each other. A reap's own container
+    (its overlay, its run directory) is no other call's business: no lock.
 
     The wait is bounded: after `timeout` seconds (a stopped or stuck holder) it fails with
     one line naming the lock and its holder's pid, exit `code` (44 for a launch, 45 for a
@@ -139,35 +145,50 @@ class LayerLock:
     lock costs one fcntl and no timer. A cancel signal ends the wait as well."""
 
     def __init__(self, run_root: str, timeout: float = LOCK_TIMEOUT,
-                 code: int = ExitCode.OCI_RUN_FAILED):
+                 code: int = ExitCode.OCI_RUN_FAILED, shared: bool = False):
         self.path = f"{run_root}/{LAYERS}/{LOCK}"
         self.timeout = timeout
         self.code = code
         self.fd = None
+        self.shared = shared
 
     def __enter__(self):
         make_dir(_parent(self.path), PRIVATE)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.path, flags, 0o600)
         try:
-            try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                self._wait()
+            self._take()
         except BaseException:
             os.close(self.fd)
             raise
         return self
 
-    def _wait(self) -> None:
+    def exclusive(self) -> None:
+        """Give up a shared hold and wait for the exclusive lock (not converted in place: two
+        holders converting at once would deadlock; fcntl grants a new shared hold while a
+        writer waits, so the wait is bounded by the timeout, not by fairness). What was seen
+        under the shared lock may have changed meanwhile: the caller looks again."""
+        if self.shared:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+            self.shared = False
+            self._take()
+
+    def _take(self) -> None:
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        try:
+            fcntl.lockf(self.fd, mode | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            self._wait(mode)
+
+    def _wait(self, mode: int) -> None:
         try:
             with interrupts.waiting(self.timeout):
-                fcntl.lockf(self.fd, fcntl.LOCK_EX)
+                fcntl.lockf(self.fd, mode)
         except interrupts.TimedOut:
             try:  # the timer may have fired as the lock was granted (or we were stopped)
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(self.fd, mode | fcntl.LOCK_NB)
                 return
             except OSError:
                 pass
@@ -192,6 +213,22 @@ def lock_holder(fd: int):
     except (OSError, struct.error):
         return None
     return pid if kind != fcntl.F_UNLCK and pid > 0 else None
+
+
+def mounted_layer_dirs(run_root: str, layers: list):
+    """The mount directories of `layers` ((path, fd) pairs) when every one is mounted
+    already (marked most recently used), else None. Call with the LayerLock held, shared
+    is enough."""
+    mounted = mountinfo.mounted_at(mountinfo.read())
+    found = []
+    for path, fd in layers:
+        mnt = _mounted_layer(run_root, path, fd, mounted)
+        if mnt is None:
+            return None
+        found.append(mnt)
+    for mnt in set(found):
+        os.utime(_parent(mnt))  # most recently used: kept longest by reap
+    return found
 
 
 def mount_layers(run_root: str, layers: list, undo: list) -> list:
@@ -270,10 +307,30 @@ def backing_deleted(source: str) -> bool:
         return False
 
 
-def reap_layers(run_root: str, keep_count: int) -> list:
+def reap_layers(run_root: str, keep_count: int, lock) -> list:
     """Unmount layers no mounted overlay uses: those whose file was deleted, then the least
-    recently used beyond `keep_count`. Call with the LayerLock held. A busy layer is skipped.
-    Returns the problems met (empty when all went well)."""
+    recently used beyond `keep_count`. `lock` is the LayerLock, held: when it is held shared,
+    it is made exclusive only if there is something to unmount or remove (and the layers are
+    looked at again). A busy layer is skipped. Returns the problems met (empty when all went
+    well)."""
+    if lock.shared:
+        if not _unused_layers(run_root, keep_count):
+            return []
+        lock.exclusive()
+    problems = []
+    for mnt in _unused_layers(run_root, keep_count):
+        try:
+            unmount_layer(mnt)
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                problems.append(f"cannot unmount layer {mnt}: {os_error_text(err)}")
+    return problems
+
+
+def _unused_layers(run_root: str, keep_count: int) -> list:
+    """The layer directories reap_layers removes now: those left without a mount, those whose
+    file was deleted, then the least recently used beyond `keep_count`, never one a mounted
+    overlay lists (those count as kept). Reads mountinfo and the layer database only."""
     entries = mountinfo.read()
     in_use = mountinfo.layers_in_use(entries)
     mounted = mountinfo.mounted_at(entries)
@@ -282,25 +339,18 @@ def reap_layers(run_root: str, keep_count: int) -> list:
         names = [name for name in os.listdir(top) if len(name) == 64]
     except FileNotFoundError:
         return []
-    layers = []
+    unused, layers = [], []
     for name in names:
         mnt = f"{top}/{name}/mnt"
         if mnt in mounted:
             layers.append((os.lstat(f"{top}/{name}").st_mtime, mnt, mounted[mnt]))
         else:
-            unmount_layer(mnt)  # a directory left without a mount: remove it
+            unused.append(mnt)  # a directory left without a mount: removed
     layers.sort(key=lambda layer: layer[0], reverse=True)
-    problems, kept = [], 0
+    kept = 0
     for _, mnt, entry in layers:
-        if mnt in in_use:
+        if mnt in in_use or (not backing_deleted(entry.source) and kept < keep_count):
             kept += 1
-            continue
-        if not backing_deleted(entry.source) and kept < keep_count:
-            kept += 1
-            continue
-        try:
-            unmount_layer(mnt)
-        except OSError as err:
-            if err.errno != errno.EBUSY:
-                problems.append(f"cannot unmount layer {mnt}: {os_error_text(err)}")
-    return problems
+        else:
+            unused.append(mnt)
+    return unused

@@ -45,8 +45,11 @@ class Undo(list):
 def mount_rootfs(request, run_root: str, undo: list) -> str:
     """Layers and the container's overlay; returns the rootfs path."""
     cdir = request.container_dir = f"{run_root}/{request.spec.container_id}"
-    with layers.LayerLock(run_root, request.launch.config.lock_timeout):
-        layer_dirs = layers.mount_layers(run_root, request.open_layers(), undo)
+    with layers.LayerLock(run_root, request.launch.config.lock_timeout, shared=True) as lock:
+        layer_dirs = layers.mounted_layer_dirs(run_root, request.open_layers())
+        if layer_dirs is None:
+            lock.exclusive()
+            layer_dirs = layers.mount_layers(run_root, request.open_layers(), undo)
         if not layers.make_dir(cdir, 0o700):
             raise LauncherError(ExitCode.OCI_RUN_FAILED,
                                 f"container {request.spec.container_id} already exists in {cdir}")
@@ -209,14 +212,15 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
         runc_launch.runc_delete(launch, container_id)
     problems = [] if forgotten == runc_state.FORGOTTEN else cgroups.remove(cgroups_path)
     cdir = f"{run_root}/{container_id}"
-    with layers.LayerLock(run_root, launch.config.lock_timeout, ExitCode.OCI_REAP_FAILED):
-        try:
-            mounts.unmount(f"{cdir}/rootfs")
-            _remove_tree(cdir)
-        except OSError as err:
-            raise LauncherError(ExitCode.OCI_REAP_FAILED,
-                                f"cannot remove container {container_id}: {os_error_text(err)}") from None
-        problems += layers.reap_layers(run_root, int(keep_text))
+    try:  # the container's own directory: no other launch or reap touches it
+        mounts.unmount(f"{cdir}/rootfs")
+        _remove_tree(cdir)
+    except OSError as err:
+        raise LauncherError(ExitCode.OCI_REAP_FAILED,
+                            f"cannot remove container {container_id}: {os_error_text(err)}") from None
+    with layers.LayerLock(run_root, launch.config.lock_timeout, ExitCode.OCI_REAP_FAILED,
+                          shared=True) as lock:
+        problems += layers.reap_layers(run_root, int(keep_text), lock)
     if problems:
         raise LauncherError(ExitCode.OCI_REAP_FAILED, problems[0])
     return ExitCode.OK
