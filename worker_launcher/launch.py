@@ -61,16 +61,21 @@ def load_config():
     return cfg, group_gid
 
 
-def load_policy(config):
-    """The policy named by the config, or the built-in one when none is configured."""
+def load_policy(config, resolve_paths: bool = True):
+    """The policy named by the config, or the built-in one when none is configured.
+    `resolve_paths` False: its paths only normalized, not resolved (no walk, no
+    paths.resolve), for a verb that uses none of them (reap: only the cgroup parent)."""
     from .core import policy
-    from .paths import resolve, trust
+    from .paths import trust
 
     if not config.policy_path:
         return policy.Policy(run_root=config.run_root)
     resolved, text = trust.read_root_file(config.policy_path, "policy file",
                                           policy.MAX_POLICY_BYTES, ExitCode.INVALID_CONFIG_FILE)
     data = policy.parse_document(text, resolved)
+    if not resolve_paths:
+        return policy.from_mapping(data, resolved, config.run_root)
+    from .paths import resolve
 
     def canonical(path):  # as root: trusted symlinks only, so no caller can redirect a root
         try:

@@ -78,6 +78,26 @@ def test_the_container_root_is_a_volatile_overlay(oci):
     assert mounted_under(oci.run_root) == [] and loops_backed_by(oci.layers) == []
     assert not (oci.run_root / worker.container_id).exists()
 
+
+def test_a_reap_needs_only_the_cgroup_parent_of_the_policy(oci):
+    """The policy's paths are not resolved for a reap: one that no longer resolves (here
+    behind a symlink the supervisor made) refuses a launch but never the clean-up."""
+    from support.env import SUPERVISOR, gid_of_group
+
+    worker = oci.new_worker("echo up > $WORKDIR/up.out\nsleep 300\n")
+    assert worker.launch().returncode == 0
+    worker.wait_for("up.out")
+    link = oci.storm.base / "by-the-supervisor"
+    link.symlink_to(oci.storm.base)
+    os.lchown(link, uid_of(SUPERVISOR), gid_of_group())
+    oci.add_policy({"storm.oci.nscd.dir": f"{link}/nscd"})  # (the last of a key counts)
+    refused = oci.new_worker(port=6701).launch()
+    assert refused.returncode == 24 and "is a symlink" in refused.stderr
+    reaped = worker.reap(keep=0)
+    assert reaped.returncode == 0, reaped.stderr
+    assert mounted_under(oci.run_root) == [] and loops_backed_by(oci.layers) == []
+    assert worker.container_id not in runc_ids()
+
 def test_launch_without_a_policy(oci):
     """With no policy file the built-in rules apply: layers in a `layers` directory, the
     artifacts link to any unprotected directory of the port owned by the user, Storm's

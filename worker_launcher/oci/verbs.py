@@ -200,10 +200,13 @@ def reap_oci_container(launch, container_id: str, keep_text: str) -> int:
         raise LauncherError(ExitCode.INVALID_ARGUMENT_NUMBER,
                             f"invalid layer keep count {keep_text!r}")
     from ..core import audit
+    from ..launch import load_policy
 
     audit.note(container=container_id)
     run_root = layers.open_run_root(launch.config.run_root)
-    parent = (launch.policy.cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip("/")
+    # Of the policy, a reap uses only the cgroup parent: its paths are not resolved (~1 ms).
+    policy = load_policy(launch.config, resolve_paths=False)
+    parent = (policy.cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip("/")
     cgroups_path = f"{parent}/{container_id}"
     forgotten = runc_state.forget_stopped(container_id, cgroups_path)
     if forgotten == runc_state.NEEDS_RUNC:
