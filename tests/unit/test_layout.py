@@ -32,7 +32,8 @@ TOP_LEVEL_UNITS = {"main": "entry", "commands": "entry"}
 ROOT_CALLS = {"os.fchown", "os.chown", "os.lchown", "os.posix_spawn", "os.posix_spawnp",
               "os.fork", "os.execve", "os.execv", "os.execvp", "os.system", "os.popen",
               "os.setns", "os.unshare"}
-ROOT_MODULES = {"subprocess", "ctypes", "worker_launcher.privileged._sys", "cffi"}
+ROOT_MODULES = {"subprocess", "ctypes", "worker_launcher.privileged._sys",
+                "worker_launcher.privileged._umount", "cffi"}
 # module -> calls it may make outside privileged/, and why
 EXCEPTIONS = {
     "classic/worker.py": {"os.execv"},  # execs the worker script after identity.become
@@ -100,7 +101,8 @@ def test_only_the_privileged_layer_acts_as_root(path):
     made = (calls(path) & ROOT_CALLS) - EXCEPTIONS.get(relative, set())
     assert not made, f"{relative} calls {sorted(made)}: that belongs in worker_launcher/privileged"
     names = imported(path) | plain_imports(path)
-    shims = {n for n in names if n.endswith(("privileged.kernel", "privileged._sys"))}
+    shims = {n for n in names
+             if n.endswith(("privileged.kernel", "privileged._sys", "privileged._umount"))}
     if relative != "paths/resolve.py":
         shims |= {n for n in names if n.endswith("paths._resolve")}
     assert not shims and not names & ROOT_MODULES, f"{relative} imports {shims or names & ROOT_MODULES}"
@@ -155,5 +157,6 @@ def test_nothing_enters_a_namespace():
     entering = {"os.setns", "os.unshare", "lib.setns", "lib.unshare", "kernel.setns"}
     for path in modules():
         assert not calls(path) & entering, path
-    shim = (PACKAGE.parent / "native" / "sys_build.py").read_text()
-    assert "setns" not in shim and "unshare" not in shim
+    for native in ("sys_build.py", "umount.c"):
+        shim = (PACKAGE.parent / "native" / native).read_text()
+        assert "setns" not in shim and "unshare" not in shim, native

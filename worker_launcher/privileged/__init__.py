@@ -20,6 +20,6 @@ Each operation says, where it is defined, why it is safe (its "Safe:" paragraph)
                                           argv only, our environment, its own session
 - spawn.guard(cleanup)                    a process that undoes what a killed launcher left
 
-`kernel` is the wrapper over the cffi shim (`_sys`): every call raises OSError naming the
-operation and its arguments.
+`kernel` is the wrapper over the native shims (`_sys`, cffi; `_umount`, umount2 alone, so a
+reap loads no cffi): every call raises OSError naming the operation and its arguments.
 """

@@ -1,21 +1,25 @@
-"""Public wrapper over the cffi shim: mount, umount2, loop devices and detached mounts.
+"""Public wrapper over the native shims: mount, umount2, loop devices and detached mounts.
 
 There is no setns: the launcher never enters another namespace (see SECURITY.md, "Profiling").
 
 Every call raises OSError with the errno and a message naming the operation and its
 arguments (in the manner of runc's mountError), so a failure is one useful line.
+
+umount2 and the mount flags come from _umount (native/umount.c), a plain extension module;
+everything else from the cffi module _sys, loaded on first use: a reap, which only unmounts,
+never loads cffi's backend (~0.8 ms of its CPU).
 """
 
 import errno
 import posix as os
 import sys
 
-from ._sys import ffi, lib
+from . import _umount
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
-MS_BIND, MS_REC, MS_PRIVATE = lib.MS_BIND, lib.MS_REC, lib.MS_PRIVATE
-MNT_DETACH, UMOUNT_NOFOLLOW = lib.MNT_DETACH, lib.UMOUNT_NOFOLLOW
-LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = lib.LO_FLAGS_READ_ONLY, lib.LO_FLAGS_AUTOCLEAR
+MS_RDONLY, MS_NOSUID, MS_NODEV = _umount.MS_RDONLY, _umount.MS_NOSUID, _umount.MS_NODEV
+MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = (_umount.MS_NOEXEC, _umount.MS_BIND, _umount.MS_REC,
+                                          _umount.MS_PRIVATE)
+MNT_DETACH, UMOUNT_NOFOLLOW = _umount.MNT_DETACH, _umount.UMOUNT_NOFOLLOW
 
 _FLAG_NAMES = ((MS_RDONLY, "ro"), (MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"),
                (MS_NOEXEC, "noexec"), (MS_BIND, "bind"), (MS_REC, "rec"), (MS_PRIVATE, "private"))
@@ -23,13 +27,32 @@ LOOP_ATTACH_ATTEMPTS = 16
 _FS_ENCODING = sys.getfilesystemencoding()  # os.fsencode's, with its surrogateescape
 
 
-def _error(what: str) -> OSError:
-    code = ffi.errno
+def _shim():
+    """(ffi, lib) of the cffi module, loaded the first time a call needs it."""
+    from ._sys import ffi, lib
+
+    return ffi, lib
+
+
+def __getattr__(name: str):
+    """The loop-device flags, kernel.LO_FLAGS_*, from the cffi module (loaded then)."""
+    if name in ("LO_FLAGS_READ_ONLY", "LO_FLAGS_AUTOCLEAR"):
+        return getattr(_shim()[1], name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _error(what: str, code: int = None) -> OSError:
+    if code is None:
+        code = _shim()[0].errno
     return OSError(code, f"{what}: {os.strerror(code)}")
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode(_FS_ENCODING, "surrogateescape")
+
+
 def _c(text):
-    return ffi.NULL if text is None else text.encode(_FS_ENCODING, "surrogateescape")
+    return _shim()[0].NULL if text is None else _bytes(text)
 
 
 def flag_names(flags: int) -> str:
@@ -41,14 +64,16 @@ def flag_names(flags: int) -> str:
 
 
 def mount(source: str, target: str, fstype: "str | None", flags: int, data: "str | None" = None) -> None:
+    _, lib = _shim()
     if lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data)) != 0:
         raise _error(f"mount {source} on {target} (type {fstype}, flags {flag_names(flags)}"
                      f"{', data ' + data if data else ''})")
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    if lib.umount2(_c(target), flags) != 0:
-        raise _error(f"umount {target}")
+    code = _umount.umount2(_bytes(target), flags)
+    if code:
+        raise _error(f"umount {target}", code)
 
 
 def attach_loop_ro(backing_fd: int, name: str) -> tuple:
@@ -58,7 +83,8 @@ def attach_loop_ro(backing_fd: int, name: str) -> tuple:
     closed and nothing mounts it, so a crash never leaks it. Another process may take the
     free device between LOOP_CTL_GET_FREE and our attach; then we try the next one.
     """
-    flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR
+    _, lib = _shim()
+    flags = lib.LO_FLAGS_READ_ONLY | lib.LO_FLAGS_AUTOCLEAR
     control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
     try:
         for _ in range(LOOP_ATTACH_ATTEMPTS):
@@ -77,6 +103,7 @@ def attach_loop_ro(backing_fd: int, name: str) -> tuple:
 
 def _configure(loop_fd: int, backing_fd: int, flags: int, name: str) -> bool:
     """True when attached; False when another process took the device first."""
+    ffi, lib = _shim()
     if lib.wl_loop_configure(loop_fd, backing_fd, flags, _c(name)) == 0:
         return True
     if ffi.errno == errno.EBUSY:
@@ -97,6 +124,7 @@ def _configure(loop_fd: int, backing_fd: int, flags: int, name: str) -> bool:
 
 def loop_backing(loop_fd: int) -> tuple:
     """(device, inode, flags) of the file behind an attached loop device."""
+    ffi, lib = _shim()
     device, inode, flags = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint32_t *")
     if lib.wl_loop_backing(loop_fd, device, inode, flags) != 0:
         raise _error("LOOP_GET_STATUS64")
@@ -106,7 +134,7 @@ def loop_backing(loop_fd: int) -> tuple:
 def detached_tmpfs() -> int:
     """A new tmpfs, root-only, nosuid/nodev/noexec, mounted nowhere (fsopen + fsmount): the
     returned descriptor is the one way to reach it; closing the last one dissolves it."""
-    fd = lib.wl_detached_tmpfs()
+    fd = _shim()[1].wl_detached_tmpfs()
     if fd < 0:
         raise _error("fsopen/fsmount of a detached tmpfs")
     return fd
@@ -114,7 +142,7 @@ def detached_tmpfs() -> int:
 
 def clone_tree(fd: int, what: str) -> int:
     """A detached recursive bind of the object behind `fd` (open_tree OPEN_TREE_CLONE)."""
-    tree = lib.wl_clone_tree(fd)
+    tree = _shim()[1].wl_clone_tree(fd)
     if tree < 0:
         raise _error(f"open_tree (clone) of {what}")
     return tree
@@ -122,5 +150,5 @@ def clone_tree(fd: int, what: str) -> int:
 
 def move_into(tree_fd: int, dir_fd: int, name: str, what: str) -> None:
     """Attach the detached tree `tree_fd` on the entry `name` of directory `dir_fd`."""
-    if lib.wl_move_into(tree_fd, dir_fd, _c(name)) != 0:
+    if _shim()[1].wl_move_into(tree_fd, dir_fd, _c(name)) != 0:
         raise _error(f"move_mount of {what} onto {name}")
