@@ -19,7 +19,10 @@ def test_runc_binds_staged_sources_and_reap_keeps_the_users_files(oci):
     staged_now = {p for p in mounted_under(oci.run_root) if os.path.dirname(p) == str(staged)}
     assert staged_now == set(sources)  # (the cgroup root's rbind brings its submounts too)
     assert staged.stat().st_mode & 0o777 == 0o700 and staged.stat().st_uid == 0
-    assert str(staged) in mounted_under(oci.run_root)  # a tmpfs of its own: one detach at reap
+    container = oci.run_root / worker.container_id  # a tmpfs of its own: one detach at reap
+    assert str(container) in mounted_under(oci.run_root)
+    for name in ("binds", "upper", "work", "config.json"):  # on it
+        assert (container / name).stat().st_dev == container.stat().st_dev, name
     assert worker.reap(keep=0).returncode == 0
     assert mounted_under(oci.run_root) == []
     assert (worker.workdir / "kept.out").read_text() == "kept\n"  # behind a bind: untouched

@@ -193,17 +193,29 @@ def test_runc_missing_failing_or_killed(oci, tmp_path, runc):
 
 
 def test_full_run_root(oci):
+    """No room left in the run root (neither space nor inodes; the layer database already
+    there): refused, 44, one line, nothing left; reap cleans up once there is room. (The
+    container's own files go to a tmpfs of its own, so a run root short of space alone no
+    longer stops a launch.)"""
     small = oci.launcher.prefix / f"small-run-root-{os.getpid()}"  # a root-only chain
     small.mkdir(mode=0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(small)],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=0755", "tmpfs",
+                    str(small)], check=True)
     try:
-        filler = small / "filler"
-        with open(filler, "wb") as handle:
+        (small / "layers").mkdir(mode=0o700)
+        (small / "layers" / "lock").touch(mode=0o600)
+        fillers = small / "fillers"
+        fillers.mkdir()
+        with open(fillers / "data", "wb") as handle:
             try:
                 handle.write(b"\0" * (1 << 20))
             except OSError:
                 pass
+        for index in range(1000):
+            try:
+                (fillers / str(index)).touch()
+            except OSError:
+                break
         oci.launcher.write_config({"worker.launcher.oci.run-root": str(small),
                                    "worker.launcher.policy": str(oci.launcher.conf.parent / "policy.yaml")})
         oci.run_root = small
@@ -211,7 +223,8 @@ def test_full_run_root(oci):
         result = worker.launch()
         assert_refused(result, {44})
         assert_nothing_left(oci, worker)
-        filler.unlink()
+        for filler in fillers.iterdir():
+            filler.unlink()
         reap_all(oci, worker)
     finally:
         for point in reversed(mounted_under(small)):

@@ -147,6 +147,9 @@ def collect(run_root: str, mounts: list, loops: dict, runc) -> dict:
 def _container(name, directory, entries, mounts, by_point, run_root, state, layer_by_path,
                claimed) -> dict:
     rootfs = by_point.get(f"{directory}/rootfs")
+    for point in (directory, f"{directory}/binds"):  # its tmpfs (older launchers: the binds')
+        if point in by_point:
+            claimed.add(point)
     container = {"id": name, "path": directory, "runc": state, "rootfs": None, "binds": [],
                  "orphaned": False, "problems": []}
     if rootfs is not None:

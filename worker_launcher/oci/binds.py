@@ -7,6 +7,8 @@ supervisor's rights), bound through that descriptor onto <run-root>/<id>/binds/<
 is given that root-only path instead: what runc binds is exactly what was checked.
 """
 
+import posix as os
+
 from ..privileged import binds as pinned
 from ..core.errors import ExitCode, LauncherError
 
@@ -15,9 +17,10 @@ BINDS = "binds"
 
 def stage(container_dir: str, source_fds: list, undo: list) -> tuple:
     """Bind every source fd onto <container_dir>/binds/<n> (pinned.bind_fd, in the root-only
-    container directory); returns those paths in order."""
+    container directory, a tmpfs whose lazy unmount at reap takes them all); returns those
+    paths in order."""
     top = f"{container_dir}/{BINDS}"
-    pinned.staging_dir(top)
+    os.mkdir(top, 0o700)
     undo.append(lambda: release(container_dir))
     targets = []
     for index, fd in enumerate(source_fds):

@@ -1,7 +1,8 @@
 """The layer database under the run root, in Storm's layout so an existing node's run root is
 understood: layers/<sha256 hex of the layer path>/mnt is that layer's squashfs mount,
-layers/lock an fcntl lock taken for every change, <containerId>/{rootfs,upper,work} a
-container's overlay.
+layers/lock an fcntl lock (shared to look, exclusive to mount or unmount a layer),
+<containerId>/{rootfs,upper,work} a container's overlay (<containerId> is a tmpfs of its own,
+privileged.mounts.container_tmpfs).
 
 A second file at the same path. Storm's localiser may replace a layer file (deleted, then
 downloaded again) while a container still runs on the old one, whose mount keeps the old

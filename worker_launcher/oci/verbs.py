@@ -54,6 +54,7 @@ def mount_rootfs(request, run_root: str, undo: list) -> str:
             raise LauncherError(ExitCode.OCI_RUN_FAILED,
                                 f"container {request.spec.container_id} already exists in {cdir}")
         undo.append(lambda: _remove_tree(cdir))
+        mounts.container_tmpfs(cdir)
         for name, mode in (("rootfs", 0o700), ("upper", 0o755), ("work", 0o700)):
             os.mkdir(f"{cdir}/{name}", mode)
         try:
@@ -68,13 +69,16 @@ def mount_rootfs(request, run_root: str, undo: list) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    """A container's run directory: its staged binds detached first (raises if one stays,
-    so the user's files behind it are never deleted), then the rest, by unlinkat relative
-    to directory fds: no symlink followed, no other file system (a root still mounted)
-    entered."""
+    """A container's run directory. This launcher's is a tmpfs of its own: with its root
+    unmounted, one lazy unmount takes the tmpfs and the binds staged on it (mounts.detach),
+    leaving an empty directory. An older launcher's: its staged binds detached first (raises
+    if one stays, so the user's files behind it are never deleted). Then what is left, by
+    unlinkat relative to directory fds: no symlink followed, no other file system (a root
+    still mounted) entered."""
     from ..paths import tree
 
-    binds.release(path)
+    if _root_mounted(path) or not mounts.detach(path):
+        binds.release(path)
     try:
         fd = os.open(path, tree.DIR_READ_FLAGS)
     except FileNotFoundError:
@@ -91,6 +95,15 @@ def _remove_tree(path: str) -> None:
             errors.append(f"cannot remove {path}: {os_error_text(err)}")
     if errors:
         raise LauncherError(ExitCode.OCI_REAP_FAILED, errors[0])
+
+
+def _root_mounted(path: str) -> bool:
+    """Whether the container's root is still mounted (an undo that could not unmount it):
+    then its directory is not detached, and the walk reports the root it cannot enter."""
+    try:
+        return os.lstat(f"{path}/rootfs").st_dev != os.lstat(path).st_dev
+    except OSError:
+        return False
 
 
 def _open_subdir(parent_fd: int, name: str, where: str):

@@ -69,33 +69,14 @@ def attach_detached(tree_fd: int, name: str, fd: int, what: str) -> None:
         os.close(entry)
 
 
-STAGING_FLAGS = kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC
-STAGING_OPTIONS = "mode=0700,size=64k,nr_inodes=4096"
-
-
-def staging_dir(directory: str) -> None:
-    """Create `directory` and mount a small tmpfs on it for the mount points of binds.
-
-    Safe: `directory` is a new entry (mkdir fails on anything already there) in a root-only
-    directory; the tmpfs is root's, 0700, nosuid, nodev, noexec, and holds nothing but empty
-    mount points. It makes `release` one lazy unmount that detaches every bind on it at once
-    (and the mount points go with the tmpfs) instead of an unmount, an lstat and an rmdir
-    per bind."""
-    os.mkdir(directory, 0o700)
-    try:
-        kernel.mount("tmpfs", directory, "tmpfs", STAGING_FLAGS, STAGING_OPTIONS)
-    except OSError:
-        os.rmdir(directory)
-        raise
-
-
 def release(directory: str) -> list:
     """Detach and remove every entry of `directory`, then the directory; returns what could
-    not be removed. Safe: a staging tmpfs (staging_dir) goes with everything mounted on it in
-    one lazy unmount, and the directory is then removed only if nothing is mounted there any
-    more; otherwise entries go by rmdir or unlink only, never recursively, so a bind that is
-    somehow still mounted loses nothing of what it shows; UMOUNT_NOFOLLOW throughout; only
-    staging directories of the root-only run root are passed in."""
+    not be removed. Safe: a staging tmpfs (an older launcher mounted one on an OCI
+    container's binds/) goes with everything mounted on it in one lazy unmount, and the
+    directory is then removed only if nothing is mounted there any more; otherwise entries
+    go by rmdir or unlink only, never recursively, so a bind that is somehow still mounted
+    loses nothing of what it shows; UMOUNT_NOFOLLOW throughout; only staging directories of
+    the root-only run root are passed in."""
     try:
         kernel.umount2(directory, kernel.MNT_DETACH | kernel.UMOUNT_NOFOLLOW)
     except FileNotFoundError:
