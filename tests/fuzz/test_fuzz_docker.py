@@ -143,7 +143,7 @@ JSON_VALUES = st.recursive(
 @FUZZ
 @given(JSON_VALUES)
 def test_seccomp_check_never_raises_and_never_passes_an_allowing_default(document):
-    from worker_launcher.core.jsontext import dumps
+    from worker_launcher.core.fastjson import dumps
 
     problem = seccomp.profile_problem(dumps(document))
     assert problem is None or (isinstance(problem, str) and "\n" not in problem)

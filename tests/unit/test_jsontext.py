@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from worker_launcher.core import jsontext as fastjson
+from worker_launcher.core import fastjson
 
 DOCUMENTS = ['{"a": [1, 2.5, -3e2, true, false, null], "b": {"c": "\\u00e9\\n"}}', " [] ", "\t{}\n",
              '"text"', "0", '{"dup": 1, "dup": 2}', '[1, {"x": [[[]]]}]', '"snow \u2603 man"']
@@ -53,10 +53,10 @@ def test_a_malformed_escape_is_json_s_error_not_a_system_error():
     from pathlib import Path
 
     code = ("import sys\nsys.path.insert(0, sys.argv[1])\n"
-            "from worker_launcher.core import jsontext\n"
+            "from worker_launcher.core import fastjson\n"
             "assert 'json.decoder' not in sys.modules\n"
             "for text in ('\"\\\\x\"', '{\"a\": \"\\\\u12\"}', '[\"\\\\ud8\"]'):\n"
-            "    try:\n        jsontext.loads(text)\n    except Exception as err:\n"
+            "    try:\n        fastjson.loads(text)\n    except Exception as err:\n"
             "        print(type(err).__name__)\n")
     root = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,

@@ -142,7 +142,7 @@ def exited(handle: int) -> bool:
 
 def runc_state(launch, root, container_id: str):
     """`runc [--root <root>] state <id>` as a dict, or None when runc does not know it."""
-    from ..core.jsontext import loads
+    from ..core.fastjson import loads
     from ..privileged import spawn
 
     argv = [launch.config.runc, *_root_args(root), "state", container_id]
@@ -248,7 +248,7 @@ def run(launch, target: Target, profiler: str, arguments: list) -> int:
     and it is stopped once the profiler itself has been gone for OUTPUT_GRACE seconds
     (runc's --pid-file, in a root-only directory, names the profiler)."""
     from ..core import audit
-    from ..core.jsontext import dumps
+    from ..core.fastjson import dumps
     from ..paths import files
     from ..privileged import spawn
 

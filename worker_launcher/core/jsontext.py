@@ -1,5 +1,5 @@
-"""JSON without importing the json package: a strict reader for requests, json's own C
-parser for the policy, a compact writer.
+"""JSON without importing the json package: the strict reader of everything a caller hands
+us (core.fastjson has json's own C parser, for root's files, and a compact writer).
 
 `import json` costs ~14 ms per invocation (its modules compile regular expressions at import
 time, and pull in re and enum). `parse` is the reader of everything a caller hands us
@@ -254,57 +254,3 @@ class _Reader:
 def _is_hex4(text: str, index: int) -> bool:
     digits = text[index:index + 4]
     return len(digits) == 4 and set(digits) <= _HEX
-
-
-# --- json's own parser, for the policy file -------------------------------------------------
-class _ScannerContext:
-    """The attributes _json.make_scanner reads (json.decoder.JSONDecoder's defaults)."""
-
-    __slots__ = ("strict", "object_hook", "object_pairs_hook", "parse_float", "parse_int",
-                 "parse_constant", "memo")
-
-    def __init__(self):
-        self.strict, self.object_hook, self.object_pairs_hook = True, None, None
-        self.parse_float, self.parse_int = float, int
-        self.parse_constant, self.memo = _CONSTANTS.__getitem__, {}
-
-
-def loads(text: str):
-    """json.loads(text) for a str: same result, same exceptions."""
-    try:
-        import _json
-
-        scanner = _json.make_scanner(_ScannerContext())
-        value, end = scanner(text, _skip_whitespace(text, 0))
-        if _skip_whitespace(text, end) == len(text):
-            return value
-    except (ImportError, StopIteration, SystemError):
-        # SystemError: _json raises its errors through json.decoder, which it does not import;
-        # without it, a malformed escape ends in "returned NULL without setting an exception".
-        pass
-    import json  # the slow path: let json raise its own error (or parse without _json)
-
-    return json.loads(text)
-
-
-def _skip_whitespace(text: str, index: int) -> int:
-    while index < len(text) and text[index] in _WHITESPACE:
-        index += 1
-    return index
-
-
-def _not_serializable(value):
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def dumps(value) -> str:
-    """json.dumps(value, separators=(", ", ": "), allow_nan=False): one line."""
-    try:
-        import _json
-    except ImportError:
-        import json
-
-        return json.dumps(value, allow_nan=False)
-    encoder = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None,
-                                 ": ", ", ", False, False, False)
-    return "".join(encoder(value, 0))

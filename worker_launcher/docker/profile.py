@@ -59,7 +59,7 @@ def find_container(launch, worker_id: str) -> profiler.Target:
 
 def inspect(launch, worker_id: str):
     """The document `docker inspect --type container <worker-id>` prints (a list)."""
-    from ..core.jsontext import loads
+    from ..core.fastjson import loads
     from ..privileged import spawn
 
     docker = launch.config.docker_binary

@@ -43,7 +43,7 @@ class _Problem(Exception):
 
 def profile_problem(text: str) -> str | None:
     """Why `text` is not a seccomp profile docker may get, or None."""
-    from ..core.jsontext import loads
+    from ..core.fastjson import loads
 
     try:
         document = loads(text)

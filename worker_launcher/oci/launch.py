@@ -47,7 +47,7 @@ def write_configs(launch, request, rootfs: str) -> None:
     """config.json into the root-only bundle directory (what runc reads), and a copy into
     the workdir (held by request.workdir_fd) written as the supervisor account, never
     through a symlink (paths.files.replace)."""
-    from ..core.jsontext import dumps
+    from ..core.fastjson import dumps
     from ..paths import files
 
     config = bundle.runtime_config(request.spec, launch.user.identity, rootfs,

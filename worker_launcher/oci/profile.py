@@ -100,7 +100,7 @@ def container_of(run_root: str, pid: int):
 
 def bundle_user(bundle: str) -> tuple:
     """(uid, gid) of process.user in the config.json runc-run wrote (root-only)."""
-    from ..core.jsontext import loads
+    from ..core.fastjson import loads
     from ..paths.files import read_limited
 
     try:

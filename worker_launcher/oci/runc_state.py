@@ -35,7 +35,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 def _read_state(dir_fd: int):
     """runc's state.json in the open state directory, parsed; None when it is not runc's
     (not a root-owned regular file) or does not parse."""
-    from ..core.jsontext import loads
+    from ..core.fastjson import loads
 
     try:
         fd = os.open("state.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
