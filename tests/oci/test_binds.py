@@ -46,3 +46,65 @@ def test_binds_staged_by_an_older_launcher_without_a_tmpfs_are_released(oci):
     assert result.returncode == 0, result.stderr
     assert_nothing_left(oci, worker)
     assert (worker.workdir / "kept.out").read_text() == "kept\n"
+
+
+def _same_device_victim(oci, name: str):
+    """A directory of someone's files on the run root's own file system (as /run/nscd is
+    next to the default run root /run/worker-launcher): a bind of it has the run root's
+    st_dev, so only its mount id tells it apart."""
+    victim = oci.run_root.parent / f"{name}-{os.getpid()}"
+    (victim / "deep").mkdir(parents=True)
+    (victim / "deep" / "file").write_text("precious\n")
+    assert victim.stat().st_dev == oci.run_root.stat().st_dev
+    return victim
+
+
+def _unmount_all_below(top) -> None:
+    for point in reversed(mounted_under(top)):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def test_reap_of_a_detached_container_tmpfs_never_walks_what_a_launch_left_below(oci):
+    """Two calls on one container id (a compromised supervisor's race): a reap detached the
+    container's tmpfs while a launch of that id went on by path, so the launch's staged bind
+    landed in the plain directory underneath, on the run root's file system. A reap that
+    detaches a tmpfs only rmdirs what it uncovers: the bind's files stay, 45, one line."""
+    worker = oci.new_worker()
+    victim = _same_device_victim(oci, "victim-under-tmpfs")
+    cdir = oci.run_root / worker.container_id
+    (cdir / "binds" / "0").mkdir(mode=0o700, parents=True)
+    try:
+        subprocess.run(["mount", "--bind", str(victim), str(cdir / "binds" / "0")], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=1m", "tmpfs", str(cdir)],
+                       check=True)
+        result = worker.reap(keep=0)
+        assert (victim / "deep" / "file").read_text() == "precious\n"
+        assert result.returncode == 45 and result.stderr.count("\n") == 1, result.stderr
+        assert str(cdir) in result.stderr
+    finally:
+        _unmount_all_below(cdir)
+    assert worker.reap(keep=0).returncode == 0  # the next reap finishes the job
+    assert (victim / "deep" / "file").read_text() == "precious\n"
+    assert_nothing_left(oci, worker)
+
+
+def test_container_directory_walk_never_enters_a_bind_of_the_same_file_system(oci):
+    """Anything mounted in a container directory outside binds/ (an undo's walk landing on
+    another launch's directory of the same id) is not entered, even as a bind of the run
+    root's own file system (same st_dev): the walk compares mount ids. 45; files kept."""
+    worker = oci.new_worker()
+    victim = _same_device_victim(oci, "victim-bound")
+    cdir = oci.run_root / worker.container_id
+    (cdir / "upper" / "opt").mkdir(mode=0o755, parents=True)
+    (cdir / "work").mkdir(mode=0o700)
+    try:
+        subprocess.run(["mount", "--bind", str(victim), str(cdir / "upper" / "opt")], check=True)
+        result = worker.reap(keep=0)
+        assert (victim / "deep" / "file").read_text() == "precious\n"
+        assert result.returncode == 45 and result.stderr.count("\n") == 1, result.stderr
+        assert "upper/opt is a mount point" in result.stderr
+    finally:
+        _unmount_all_below(cdir)
+    assert worker.reap(keep=0).returncode == 0
+    assert (victim / "deep" / "file").read_text() == "precious\n"
+    assert_nothing_left(oci, worker)

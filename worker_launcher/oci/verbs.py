@@ -71,21 +71,32 @@ def mount_rootfs(request, run_root: str, undo: list) -> str:
 def _remove_tree(path: str) -> None:
     """A container's run directory. This launcher's is a tmpfs of its own: with its root
     unmounted, one lazy unmount takes the tmpfs and the binds staged on it (mounts.detach),
-    leaving an empty directory. An older launcher's: its staged binds detached first (raises
-    if one stays, so the user's files behind it are never deleted). Then what is left, by
-    unlinkat relative to directory fds: no symlink followed, no other file system (a root
-    still mounted) entered."""
+    leaving the empty directory it was mounted on, which is then only rmdir'ed: anything
+    found in it was put there by another call on the same container id (a launch that went
+    on by path after its tmpfs was detached), so it is reported, never walked. An older
+    launcher's directory: its staged binds detached first (raises if one stays), then what
+    is left, by unlinkat relative to directory fds: no symlink followed, no mount point (a
+    root still mounted, a bind) entered, so the user's files behind a bind are never
+    deleted."""
     from ..paths import tree
 
-    if _root_mounted(path) or not mounts.detach(path):
-        binds.release(path)
+    if not _root_mounted(path) and mounts.detach(path):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise LauncherError(ExitCode.OCI_REAP_FAILED,
+                                f"cannot remove {path}: {os_error_text(err)}") from None
+        return
+    binds.release(path)
     try:
         fd = os.open(path, tree.DIR_READ_FLAGS)
     except FileNotFoundError:
         return
     errors = []
     try:
-        tree.remove_below(fd, path, errors, _open_subdir)
+        tree.remove_below(fd, path, errors, _open_subdir, one_mount=True)
     finally:
         os.close(fd)
     if not errors:

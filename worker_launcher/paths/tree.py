@@ -1,6 +1,6 @@
 """Walks of directory trees, entirely on file descriptors: listing, opening children,
 emptying a tree (`remove_below`). No symlink is followed (a symlink is skipped or unlinked,
-its target never touched) and no other file system is entered. Only `*at` calls relative
+its target never touched) and no mount point is entered (another file system, or a bind). Only `*at` calls relative
 to directory fds we hold are used, so renaming entries under us can change what we see but
 never make us act outside the tree we opened. (The ownership walk is privileged.ownership.)
 """
@@ -66,12 +66,33 @@ def open_child(fd: int, name: str, flags: int, where: str):
     return child, os.fstat(child)
 
 
-def remove_below(top_fd: int, top_path: str, errors: list, open_dir) -> None:
+MOUNT_POINT = "is a mount point (another file system or a bind); not entered"
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount `fd` is on (/proc/self/fdinfo, Linux 3.15+). A bind of a
+    directory of the same file system has the same st_dev but a mount id of its own."""
+    info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(info, 4096)
+    finally:
+        os.close(info)
+    for line in data.split(b"\n"):
+        if line.startswith(b"mnt_id:"):
+            return int(line[7:])
+    raise OSError(errno.ENOTSUP, f"no mnt_id in /proc/self/fdinfo/{fd}")
+
+
+def remove_below(top_fd: int, top_path: str, errors: list, open_dir,
+                 one_mount: bool = False) -> None:
     """Delete everything below directory `top_fd` with unlinkat/rmdir relative to fds we
-    hold; symlinks are unlinked, never followed; another file system below is not entered
-    (its mount point then fails to go, which is reported). Carries on past failures, which
-    are appended to `errors`. `open_dir(parent_fd, name, where)` -> (fd, st) or None."""
+    hold; symlinks are unlinked, never followed; a mount point below is not entered (rmdir
+    says EBUSY, or the directory opened is on another device; with `one_mount`, for walks
+    as root, also on another mount of the same device: a bind), so its mount point fails to
+    go, which is reported. Carries on past failures, which are appended to `errors`.
+    `open_dir(parent_fd, name, where)` -> (fd, st) or None."""
     top_dev = os.fstat(top_fd).st_dev
+    top_mount = mount_id(top_fd) if one_mount else None
     # One frame per level: [fd, path, name in parent, subdirectories still to do].
     stack = [[top_fd, top_path, None, _unlink_files(top_fd, top_path, errors)]]
     try:
@@ -79,20 +100,24 @@ def remove_below(top_fd: int, top_path: str, errors: list, open_dir) -> None:
             fd, path, name, pending = stack[-1]
             if pending:
                 child_name = pending.pop()
+                where = f"{path}/{child_name}"
                 try:  # an empty directory (most of a container's upper layer) goes at once
                     os.rmdir(child_name, dir_fd=fd)
                     continue
                 except FileNotFoundError:
                     continue
-                except OSError:
-                    pass  # not empty, a mount point, not ours to remove, replaced: see below
-                where = f"{path}/{child_name}"
+                except OSError as err:
+                    if err.errno == errno.EBUSY:
+                        errors.append(f"{where} {MOUNT_POINT}")
+                        continue
+                    # not empty, not ours to remove, replaced: see below
                 opened = open_dir(fd, child_name, where)
                 if opened is None:
                     continue
-                if opened[1].st_dev != top_dev:
+                if opened[1].st_dev != top_dev or (
+                        top_mount is not None and mount_id(opened[0]) != top_mount):
                     os.close(opened[0])
-                    errors.append(f"{where} is another file system; not entered")
+                    errors.append(f"{where} {MOUNT_POINT}")
                     continue
                 subdirs = _unlink_files(opened[0], where, errors)
                 stack.append([opened[0], where, child_name, subdirs])
