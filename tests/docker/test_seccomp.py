@@ -5,8 +5,10 @@ import os
 
 from support.docker import chown_supervisor, lines
 from support.hostile import assert_refused
+from support.stormlife import cgroup_dirs_named
 
 USER = "wlalice"
+STORMS_PARENT = "/storm"  # storm.oci.cgroup.parent's default
 
 
 def test_the_policys_profile_is_applied(dstorm):
@@ -69,19 +71,30 @@ def test_the_policys_profile_must_be_roots_and_must_deny_by_default(dstorm):
 
 
 def test_without_a_policy_a_root_owned_profile_is_read_by_descriptor(dstorm):
-    """No policy file: the profile must be root's all the way up; it is applied."""
+    """No policy file: the profile must be root's all the way up; it is applied. (Without a
+    policy the cgroup parent is Storm's default, /storm.)"""
     dstorm.launcher.write_config({"worker.profiler.script.path": str(dstorm.profiler)})
-    wid, workdir = dstorm.worker()
-    result = dstorm.storm_call(USER, wid, "docker-run")
-    assert result.returncode == 0, result.stderr
-    assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "denied"
-    supervisors = dstorm.commands / "seccomp.json"
-    dstorm.write_file(supervisors, dstorm.seccomp.read_text())
-    wid, workdir = dstorm.worker()
-    result = dstorm.storm_call(USER, wid, "docker-run",
-                               dstorm.storm_run_line(wid, seccomp=supervisors))
-    assert_refused(result, {39})
-    assert not dstorm.exists(wid)
+    try:
+        wid, workdir = dstorm.worker()
+        result = dstorm.storm_call(USER, wid, "docker-run",
+                                   dstorm.storm_run_line(wid, cgroup_parent=STORMS_PARENT))
+        assert result.returncode == 0, result.stderr
+        assert lines(dstorm.wait_for(workdir / "probe.out"))["mkdir"] == "denied"
+        supervisors = dstorm.commands / "seccomp.json"
+        dstorm.write_file(supervisors, dstorm.seccomp.read_text())
+        wid, workdir = dstorm.worker()
+        result = dstorm.storm_call(USER, wid, "docker-run",
+                                   dstorm.storm_run_line(wid, seccomp=supervisors,
+                                                         cgroup_parent=STORMS_PARENT))
+        assert_refused(result, {39})
+        assert not dstorm.exists(wid)
+    finally:
+        dstorm.cleanup()
+        for directory in cgroup_dirs_named(STORMS_PARENT):  # docker's, once its containers went
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
 
 
 def test_without_a_policy_root_only_files_tell_the_supervisor_nothing(dstorm, tmp_path):

@@ -205,3 +205,20 @@ def test_command_rows():
                           ("profile-oci-container", "_profile_oci_container")):
         command = commands.find(name.upper())
         assert command.handler.__name__ == handler and len(command.args) == 2
+
+
+@pytest.mark.parametrize("parent, accepted", [("/storm", True), ("/storm/", True), ("/", False),
+                                              ("/system.slice", False), ("/storm/other", False)])
+def test_without_a_policy_parent_the_cgroup_parent_is_storms_default(parent, accepted):
+    """As for OCI: with no storm.oci.cgroup.parent in the policy, Storm's default /storm is
+    the only parent, never one the supervisor picks (another user's container cgroup, a
+    system service's, the root)."""
+    rules = cl.Rules(2001, 2001, (2001, 2100), (WORKDIR,), None)
+    text = SEED.replace("--cgroup-parent=/storm", f"--cgroup-parent={parent}")
+    if accepted:
+        _validate(text, rules)
+    else:
+        with pytest.raises(LauncherError) as caught:
+            _validate(text, rules)
+        assert caught.value.code == ExitCode.DOCKER_COMMAND_REJECTED
+        assert "Storm's default" in caught.value.message

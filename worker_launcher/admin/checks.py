@@ -147,6 +147,10 @@ def _policy_checks(cfg, candidate, named=None) -> list:
         results += [Result(FAIL, "policy", problem)
                     for problem in keys.policy_key_problems(loaded.ignored_keys, loaded.source)]
     results += [Result(FAIL, "policy", problem) for problem in unusable_verbs(loaded)]
+    if not loaded.allowed_images:
+        results.append(Result(WARN, "policy", f"{loaded.source} sets no storm.oci.allowed.images: "
+                                              "docker-run accepts any image, which root's docker "
+                                              "pulls with root's registry credentials"))
     return results
 
 

@@ -49,6 +49,11 @@ class Config:
             setattr(self, name, values[name])
 
 
+# storm.oci.cgroup.parent in Storm's defaults.yaml: the cgroup parent of both runtimes'
+# containers when the policy names none.
+DEFAULT_CGROUP_PARENT = "/storm"
+
+
 def normalize(path: str) -> "str | None":
     """The canonical form of an absolute path, or None if it is relative or has '.', '..'."""
     if not isinstance(path, str) or not path.startswith("/") or "\0" in path:

@@ -14,7 +14,7 @@ seccomp file, the image policy) are made by run.py on the `Request` this returns
 from __future__ import annotations
 
 from ..core.errors import ExitCode, LauncherError
-from ..core.policy import normalize
+from ..core.config import DEFAULT_CGROUP_PARENT, normalize
 from ..core.tokens import image_ok, worker_id_ok
 
 SUBCOMMANDS = ("run", "wait", "ps", "stop", "rm")
@@ -44,14 +44,15 @@ _DIGITS = frozenset("0123456789")
 
 class Rules:
     """What the request may ask for: the target user's ids, the worker's directory (the
-    <workdir> argument as given and as resolved) and the configured cgroup parent."""
+    <workdir> argument as given and as resolved) and the cgroup parent (the policy's, else
+    Storm's default, as for OCI: never one the supervisor picks)."""
 
     __slots__ = ("uid", "gid", "groups", "workdirs", "cgroup_parent")
 
     def __init__(self, uid: int, gid: int, groups, workdirs, cgroup_parent: str | None = None):
         self.uid, self.gid, self.groups = uid, gid, frozenset(groups)
         self.workdirs = tuple(dict.fromkeys(w for w in workdirs if w))
-        self.cgroup_parent = cgroup_parent
+        self.cgroup_parent = cgroup_parent or DEFAULT_CGROUP_PARENT
 
     def worker_ids(self) -> tuple:
         """The worker id the call is about: Storm's workdir is <storm.local.dir>/workers/<id>."""
@@ -243,8 +244,9 @@ def _run_value_problem(name: str, value: str, rules: Rules, request: Request) ->
         parent = value.rstrip("/") or "/"  # Storm keeps a configured trailing slash
         if normalize(parent) != parent:
             return "not an absolute, normalized cgroup path"
-        if rules.cgroup_parent and parent != rules.cgroup_parent:
-            return f"the policy's cgroup parent is {rules.cgroup_parent}"
+        if parent != rules.cgroup_parent:
+            return (f"the cgroup parent is {rules.cgroup_parent} (the policy's "
+                    "storm.oci.cgroup.parent, else Storm's default)")
         return None
     if name == "--workdir":
         request.workdir = value

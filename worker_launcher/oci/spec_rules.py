@@ -2,13 +2,10 @@
 the JSON path of the offending field. Pure."""
 
 from ..core.errors import ExitCode, LauncherError
-from ..core.config import normalize
+from ..core.config import DEFAULT_CGROUP_PARENT, normalize  # noqa: F401  (re-exported)
 
 MAX_ITEMS = 4096
 I64 = 2**63 - 1
-# Here rather than in spec.py, which reap does not need to import: the container id and
-# cgroup parent are all it checks.
-DEFAULT_CGROUP_PARENT = "/storm"  # storm.oci.cgroup.parent in Storm's defaults.yaml
 _HEX = frozenset("0123456789abcdef")
 
 
