@@ -33,6 +33,7 @@ int wl_loop_backing(int loop_fd, uint64_t *device, uint64_t *inode, uint32_t *fl
 int wl_detached_tmpfs(void);
 int wl_clone_tree(int fd);
 int wl_move_into(int tree_fd, int dir_fd, const char *name);
+int wl_restrict_tree(int dir_fd, const char *name, int read_only);
 """
 
 SOURCE = r"""
@@ -156,6 +157,29 @@ static int wl_clone_tree(int fd)
 static int wl_move_into(int tree_fd, int dir_fd, const char *name)
 {
     return (int)syscall(WL_SYS_move_mount, tree_fd, "", dir_fd, name, WL_MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+/* mount_setattr (Linux 5.12): nosuid and nodev (and read-only) added to the mount at `name`
+   of `dir_fd` ("" for `dir_fd` itself) and to every mount below it; nothing is cleared. */
+#define WL_SYS_mount_setattr 442
+#define WL_MOUNT_ATTR_RDONLY 0x1
+#define WL_AT_SYMLINK_NOFOLLOW 0x100
+struct wl_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+static int wl_restrict_tree(int dir_fd, const char *name, int read_only)
+{
+    struct wl_mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = WL_MOUNT_ATTR_NOSUID | WL_MOUNT_ATTR_NODEV
+                    | (read_only ? WL_MOUNT_ATTR_RDONLY : 0);
+    unsigned int flags = WL_AT_RECURSIVE | WL_AT_SYMLINK_NOFOLLOW
+                         | (name[0] == '\0' ? WL_AT_EMPTY_PATH : 0);
+    return (int)syscall(WL_SYS_mount_setattr, dir_fd, name, flags, &attr, sizeof attr);
 }
 """
 

@@ -6,6 +6,7 @@ import subprocess
 
 from support.docker import docker, lines, staged_mounts
 from support.env import gid_of_group, uid_of
+from support.stormlife import container_mounts
 
 USER = "wlalice"
 
@@ -251,3 +252,24 @@ def test_the_audit_line_of_a_launch_a_refusal_and_a_killed_launch_completed(dsto
         assert len((other_dir / "container.cid").read_text()) == 64
     finally:
         receiver.close()
+
+
+def test_binds_are_nosuid_nodev_all_the_way_down(dstorm):
+    """docker applies a bind's flags to its top mount only; the pinned sources carry nosuid
+    and nodev on every mount below (mount_setattr on the clones), so a submount of a source
+    never honours set-id bits or device nodes in the container."""
+    below = dstorm.home / "sub"
+    below.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(below)], check=True)
+    try:
+        wid, workdir = dstorm.worker(command="cat /proc/self/mountinfo > {workdir}/mounts.out; "
+                                             "echo up > {workdir}/probe.out; exec sleep 600")
+        result = dstorm.storm_call("wlalice", wid, "docker-run")
+        assert result.returncode == 0, result.stderr
+        dstorm.wait_for(workdir / "probe.out")
+        options = container_mounts((workdir / "mounts.out").read_text())
+        assert {"nosuid", "nodev"} <= options[str(below)], options[str(below)]
+    finally:
+        dstorm.cleanup()
+        subprocess.run(["umount", "-l", str(below)], check=False)
+        below.rmdir()

@@ -5,7 +5,8 @@ import json
 import os
 import subprocess
 
-from support.oci import assert_nothing_left, mounted_under
+from support.oci import TOPOLOGY, assert_nothing_left, mounted_under
+from support.stormlife import container_mounts
 
 
 def test_runc_binds_staged_sources_and_reap_keeps_the_users_files(oci):
@@ -107,4 +108,35 @@ def test_container_directory_walk_never_enters_a_bind_of_the_same_file_system(oc
         _unmount_all_below(cdir)
     assert worker.reap(keep=0).returncode == 0
     assert (victim / "deep" / "file").read_text() == "precious\n"
+    assert_nothing_left(oci, worker)
+
+
+def test_binds_are_nosuid_nodev_and_read_only_all_the_way_down(oci):
+    """runc applies a bind's ro, nosuid and nodev to its top mount only; the staged binds
+    carry them on every mount below (mount_setattr), so a source's submounts (a plain tmpfs
+    here; each hierarchy of a v1 /sys/fs/cgroup on a node) are read-only where Storm asked
+    for it and never honour set-id bits or device nodes."""
+    worker = oci.new_worker("cat /proc/self/mountinfo > $WORKDIR/mountinfo.out\n"
+                            "echo up > $WORKDIR/up.out\nsleep 300\n")
+    shared = worker.workdir.parent.parent / "supervisor" / "stormdist" / TOPOLOGY / \
+        "shared_by_topology"
+    below = {oci.storm_home / "sub": False, shared / f"sub-{os.getpid()}": True}
+    for path in below:
+        path.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], check=True)
+    try:
+        assert worker.launch().returncode == 0
+        assert worker.wait_for("up.out") == "up\n"
+        mounts = container_mounts((worker.workdir / "mountinfo.out").read_text())
+        for path, writable in below.items():
+            options = mounts[str(path)]
+            assert {"nosuid", "nodev", "rw" if writable else "ro"} <= options, (path, options)
+        cgroups = [point for point in mounts if point.startswith("/sys/fs/cgroup/")]
+        for point in cgroups:  # a v1 or hybrid host's hierarchies, bound read-only by Storm
+            assert {"ro", "nosuid", "nodev"} <= mounts[point], (point, mounts[point])
+        assert worker.reap(keep=0).returncode == 0
+    finally:
+        for path in below:
+            subprocess.run(["umount", str(path)], check=False)
+            path.rmdir()
     assert_nothing_left(oci, worker)

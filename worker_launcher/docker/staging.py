@@ -76,6 +76,7 @@ class HostStaging:
         target = f"{self.path}/{self.count}"
         try:
             binds.bind_fd(fd, target)
+            binds.restrict(target, False)  # docker applies ro itself (to the top mount)
         except OSError as err:
             raise LauncherError(ExitCode.DOCKER_RUN_FAILED,
                                 f"cannot stage the bind source {real}: {os_error_text(err)}"

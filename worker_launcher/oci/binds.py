@@ -15,16 +15,18 @@ from ..core.errors import ExitCode, LauncherError
 BINDS = "binds"
 
 
-def stage(container_dir: str, source_fds: list, undo: list) -> tuple:
+def stage(container_dir: str, source_fds: list, read_only: list, undo: list) -> tuple:
     """Bind every source fd onto <container_dir>/binds/<n> (pinned.bind_fd, in the root-only
-    container directory, a tmpfs whose lazy unmount at reap takes them all); returns those
-    paths in order."""
+    container directory, a tmpfs whose lazy unmount at reap takes them all), nosuid, nodev
+    and, where `read_only` says so, read-only all the way down (pinned.restrict); returns
+    those paths in order."""
     top = f"{container_dir}/{BINDS}"
     os.mkdir(top, 0o700)
     undo.append(lambda: release(container_dir))
     targets = []
     for index, fd in enumerate(source_fds):
         pinned.bind_fd(fd, f"{top}/{index}")
+        pinned.restrict(f"{top}/{index}", read_only[index])
         targets.append(f"{top}/{index}")
     return tuple(targets)
 

@@ -169,7 +169,9 @@ def run_oci_container(launch, workdir: str, config_path: str, artifacts: str) ->
         with Undo(f"launch container {request.spec.container_id}") as undo:
             outputs = runc_launch.open_runc_outputs(launch, request)
             rootfs = mount_rootfs(request, run_root, undo)
-            request.bind_sources = binds.stage(request.container_dir, request.bind_fds, undo)
+            read_only = ["ro" in mount.options for mount in request.spec.mounts]
+            request.bind_sources = binds.stage(request.container_dir, request.bind_fds,
+                                               read_only, undo)
             runc_launch.write_configs(launch, request, rootfs)
             undo.append(lambda: _delete_container(launch, request.spec))
             runc_launch.runc_run(launch, request, outputs)

@@ -14,6 +14,8 @@ Each operation says, where it is defined, why it is safe (its "Safe:" paragraph)
 - mounts.backing_matches(device, fd)      which file a mounted layer's loop device shows
 - binds.bind_fd(fd, target)               the object behind a descriptor bound onto a new
                                           entry of a root-only directory
+- binds.restrict(target, read_only)       nosuid, nodev (and ro) on a staged bind and every
+                                          mount below it (mount_setattr, Linux 5.12+)
 - binds.detached_tree(), attach_detached  docker's pinned sources in a tmpfs mounted nowhere
 - binds.release(directory)                detach and remove staged binds, never recursively
 - ownership.fix_tree(top_fd, rule, ...)   Storm's owner and mode rule on a user's tree, by

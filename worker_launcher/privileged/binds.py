@@ -15,6 +15,7 @@ later; `attach_detached` raises OSError on older kernels, and docker then stages
 root (`bind_fd`).
 """
 
+import errno
 import posix as os
 import stat
 
@@ -33,6 +34,28 @@ def bind_fd(fd: int, target: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         os.close(os.open(target, flags, 0o600))
     kernel.mount(f"/proc/self/fd/{fd}", target, None, kernel.MS_BIND | kernel.MS_REC)
+
+
+AT_FDCWD = -100
+
+
+def restrict(target: str, read_only: bool, dir_fd: int = AT_FDCWD) -> bool:
+    """nosuid and nodev, and read-only if `read_only`, on the staged bind at `target` (of
+    `dir_fd`; "" for `dir_fd` itself) and on every mount below it: runc and docker apply a
+    bind's ro, nosuid and nodev to its top mount only, so a source's submounts (each cgroup
+    hierarchy below a v1 /sys/fs/cgroup) kept their own flags. False before Linux 5.12
+    (no mount_setattr): then only the top mount gets them.
+
+    Safe: it only ever adds restrictions (nothing is cleared, propagation untouched), to
+    the mounts of our own staged copy, an entry we just bound in a root-only directory (or
+    a detached tree); the host's own mounts of the source keep their flags."""
+    try:
+        kernel.restrict_tree(dir_fd, target, read_only, target or "a staged bind")
+    except OSError as err:
+        if err.errno == errno.ENOSYS:
+            return False
+        raise
+    return True
 
 
 def detached_tree() -> int:
@@ -59,6 +82,7 @@ def attach_detached(tree_fd: int, name: str, fd: int, what: str) -> None:
         os.close(os.open(name, flags, 0o600, dir_fd=tree_fd))
     clone = kernel.clone_tree(fd, what)
     try:
+        restrict("", False, clone)  # docker applies ro itself (to the top mount)
         kernel.move_into(clone, tree_fd, name, what)
     finally:
         os.close(clone)

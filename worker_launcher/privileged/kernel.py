@@ -148,6 +148,13 @@ def clone_tree(fd: int, what: str) -> int:
     return tree
 
 
+def restrict_tree(dir_fd: int, name: str, read_only: bool, what: str) -> None:
+    """nosuid, nodev (and read-only) on the mount at `name` of `dir_fd` ("": `dir_fd`
+    itself) and every mount below it (mount_setattr, AT_RECURSIVE; ENOSYS before 5.12)."""
+    if _shim()[1].wl_restrict_tree(dir_fd, _c(name), int(read_only)) != 0:
+        raise _error(f"mount_setattr of {what}")
+
+
 def move_into(tree_fd: int, dir_fd: int, name: str, what: str) -> None:
     """Attach the detached tree `tree_fd` on the entry `name` of directory `dir_fd`."""
     if _shim()[1].wl_move_into(tree_fd, dir_fd, _c(name)) != 0:
