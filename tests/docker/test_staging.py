@@ -5,51 +5,25 @@ once the container started; a launch killed meanwhile has them released by its g
 process the moment it dies (and the next docker call completes the launch)."""
 
 import os
-import platform
 import random
 import subprocess
-import sys
 import time
 
+from support import nosyscall
 from support.docker import docker, docker_clients, lines, staged_mounts, wait_line
-from support.env import GROUP, SUPERVISOR, require
 
 USER = "wlalice"
 KILLS = int(os.environ.get("WL_DOCKER_FALLBACK_KILLS", "6"))
-# Install a seccomp filter (as root, so without no_new_privs: the setuid bit still works)
-# that fails fsopen (430) with ENOSYS, then become the supervisor and exec the launcher.
-WITHOUT_FSOPEN = r"""
-import ctypes, os, struct, sys
-def op(code, k, jt=0, jf=0):
-    return struct.pack("HBBI", code, jt, jf, k)
-program = b"".join([
-    op(0x20, 4),                        # A = arch
-    op(0x15, 0xC000003E, 0, 3),         # x86_64? else allow
-    op(0x20, 0),                        # A = system call number
-    op(0x15, 430, 0, 1),                # fsopen?
-    op(0x06, 0x00050000 | 38),          # errno ENOSYS
-    op(0x06, 0x7FFF0000),               # allow
-])
-class Program(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(22, 2, ctypes.byref(Program(len(program) // 8, program)), 0, 0) != 0:
-    raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
-os.execv("/usr/bin/setpriv", ["setpriv", f"--reuid={sys.argv[1]}", f"--regid={sys.argv[2]}",
-                              "--init-groups", *sys.argv[3:]])
-"""
 
 
 def _start(dstorm, verb, workdir, command) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-I", "-c", WITHOUT_FSOPEN, SUPERVISOR, GROUP,
-         str(dstorm.launcher.binary), USER, verb, str(workdir), str(command)],
+        nosyscall.argv(nosyscall.FSOPEN, dstorm.launcher.binary, USER, verb, workdir, command),
         env={"PATH": "/usr/bin:/bin"}, cwd=str(workdir), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
 
 
 def test_staging_in_the_run_root_without_detached_mounts(dstorm):
-    require(platform.machine() == "x86_64", "the fsopen filter is written for x86_64")
     wid, workdir = dstorm.worker()
     command = dstorm.write_file(workdir / "docker-run.sh", dstorm.storm_run_line(wid))
     out, err = _start(dstorm, "launch-docker-container", workdir, command).communicate(timeout=120)
@@ -63,7 +37,6 @@ def test_staging_in_the_run_root_without_detached_mounts(dstorm):
 
 
 def test_killed_launches_staged_in_the_run_root_leave_nothing(dstorm):
-    require(platform.machine() == "x86_64", "the fsopen filter is written for x86_64")
     rng, docker_dir = random.Random(), dstorm.launcher.run_root / "docker"
     left_after_kill = 0
     for _ in range(KILLS):

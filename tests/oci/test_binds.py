@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+from support import nosyscall
 from support.oci import TOPOLOGY, assert_nothing_left, mounted_under
 from support.stormlife import container_mounts
 
@@ -139,4 +140,33 @@ def test_binds_are_nosuid_nodev_and_read_only_all_the_way_down(oci):
         for path in below:
             subprocess.run(["umount", str(path)], check=False)
             path.rmdir()
+    assert_nothing_left(oci, worker)
+
+
+def test_without_mount_setattr_binds_get_their_flags_on_the_top_mount(oci):
+    """A kernel before 5.12 (RHEL 8) has no mount_setattr (here: a seccomp filter fails it
+    with ENOSYS): the launch goes on, and the bind's top mount still gets ro, nosuid and
+    nodev from runc; only what is mounted below it keeps its own flags."""
+    worker = oci.new_worker("cat /proc/self/mountinfo > $WORKDIR/mountinfo.out\n"
+                            "echo up > $WORKDIR/up.out\nsleep 300\n")
+    below = oci.storm_home / "sub"
+    below.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(below)], check=True)
+    try:
+        config = worker.write()
+        result = subprocess.run(
+            nosyscall.argv(nosyscall.MOUNT_SETATTR, oci.launcher.binary, worker.user,
+                           "run-oci-container", worker.workdir, config,
+                           worker.workdir / "artifacts"),
+            env={"PATH": "/usr/bin:/bin"}, cwd="/", capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert worker.wait_for("up.out") == "up\n"
+        mounts = container_mounts((worker.workdir / "mountinfo.out").read_text())
+        top = mounts[str(oci.storm_home)]
+        assert {"ro", "nosuid", "nodev"} <= top, top
+        assert "rw" in mounts[str(below)], mounts[str(below)]  # the filter was in force
+        assert worker.reap(keep=0).returncode == 0
+    finally:
+        subprocess.run(["umount", str(below)], check=False)
+        below.rmdir()
     assert_nothing_left(oci, worker)
