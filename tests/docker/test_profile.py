@@ -20,9 +20,9 @@ from support.dockerd import docker, import_tree
 from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.hostile import assert_one_line, assert_refused, run_as_supervisor
 from support.profiling import (EXTRA_APPLETS, STORM_ACTIONS, confinement, find_process,
-                               hostile_tree, install_profiler, processes_in_mount_namespace,
-                               run_background, run_logged, storm_command, table, wait_for,
-                               write_command)
+                               hostile_tree, install_profiler, open_files,
+                               processes_in_mount_namespace, run_background, run_logged,
+                               storm_command, table, wait_for, write_command)
 from support.rootfs import APPLETS, make_rootfs
 from support.syslog import SyslogReceiver, fields, parse
 
@@ -166,7 +166,7 @@ def test_the_profiler_has_exactly_the_workers_confinement(prof, capsys):
         seen_exec = confinement(find_process("sleep", "31", mnt=seen_worker["ns"]["mnt"]))
         inside = processes_in_mount_namespace(seen_worker["ns"]["mnt"])
         launcher_mnt = os.readlink(f"/proc/{launcher.pid}/ns/mnt")
-        fds = [os.readlink(f"/proc/{profiler}/fd/{fd}") for fd in os.listdir(f"/proc/{profiler}/fd")]
+        fds = open_files(profiler)
     finally:
         (artifacts / "release").touch()
         exec_probe.kill()

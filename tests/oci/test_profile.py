@@ -21,9 +21,9 @@ from support.env import SUPERVISOR, USER, gid_of_group, uid_of
 from support.hostile import assert_one_line, assert_refused
 from support.oci import runc_binary
 from support.profiling import (STORM_ACTIONS, confinement, find_process, hostile_tree,
-                               install_profiler, processes_in_mount_namespace, run_background,
-                               run_logged, seccomp_denying, storm_command, table, wait_for,
-                               write_command)
+                               install_profiler, open_files, processes_in_mount_namespace,
+                               run_background, run_logged, seccomp_denying, storm_command, table,
+                               wait_for, write_command)
 from support.rootfs import make_rootfs
 from support.syslog import SyslogReceiver, fields, parse
 
@@ -170,7 +170,7 @@ def test_the_profiler_has_exactly_the_workers_confinement(prof, capsys):
         seen_worker, seen_profiler = confinement(worker.pid), confinement(profiler)
         inside = processes_in_mount_namespace(seen_worker["ns"]["mnt"])
         launcher_mnt = os.readlink(f"/proc/{launcher.pid}/ns/mnt")
-        fds = [os.readlink(f"/proc/{profiler}/fd/{fd}") for fd in os.listdir(f"/proc/{profiler}/fd")]
+        fds = open_files(profiler)
     finally:
         (worker.artifacts / "release").touch()
         out, err = launcher.communicate(timeout=60)
