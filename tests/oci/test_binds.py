@@ -137,8 +137,9 @@ def test_binds_are_nosuid_nodev_and_read_only_all_the_way_down(oci):
             assert {"ro", "nosuid", "nodev"} <= mounts[point], (point, mounts[point])
         assert worker.reap(keep=0).returncode == 0
     finally:
+        worker.reap(keep=0)  # (again, after a failed assertion: the container holds them)
         for path in below:
-            subprocess.run(["umount", str(path)], check=False)
+            subprocess.run(["umount", "-l", str(path)], check=False)
             path.rmdir()
     assert_nothing_left(oci, worker)
 
@@ -167,6 +168,7 @@ def test_without_mount_setattr_binds_get_their_flags_on_the_top_mount(oci):
         assert "rw" in mounts[str(below)], mounts[str(below)]  # the filter was in force
         assert worker.reap(keep=0).returncode == 0
     finally:
-        subprocess.run(["umount", str(below)], check=False)
+        worker.reap(keep=0)
+        subprocess.run(["umount", "-l", str(below)], check=False)
         below.rmdir()
     assert_nothing_left(oci, worker)
